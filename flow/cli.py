@@ -1,0 +1,117 @@
+"""``ftflow``: the command line. It parses arguments, calls the library and prints a short summary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from flow.errors import FlowError, VerificationError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 verification failed or unexpected error, 2 bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries(args.verbose)
+    try:
+        return args.func(args)
+    except VerificationError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except FlowError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, traceback only with --debug
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ftflow", description="Fault-tolerant QKeras CNNs on FPGAs via hls4ml.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress of every step")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", parents=[common], help="run the pipeline described by a YAML config")
+    run.add_argument("config", help="YAML run configuration")
+    run.add_argument("--out", help="output directory (default: the config's 'out')")
+    run.add_argument("--steps", help="comma-separated steps to run (default: the config's or all)")
+    run.set_defaults(func=_cmd_run)
+
+    steps = sub.add_parser("steps", parents=[common], help="list the pipeline steps")
+    steps.set_defaults(func=_cmd_steps)
+    boards = sub.add_parser("boards", parents=[common], help="list the known boards")
+    boards.set_defaults(func=_cmd_boards)
+    return parser
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from flow.config import load_config
+    from flow.steps import resolve_steps, run
+
+    cfg = load_config(args.config)
+    steps = resolve_steps(args.steps.split(",") if args.steps else cfg.steps)
+    out = Path(args.out or cfg.out)
+    state = run(cfg, out, steps)
+    print(f"ftflow: {args.config} -> {out}")
+    for step, values in state.summary.items():
+        print(f"  {step:<8} " + ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
+    verify = state.summary.get("verify")
+    if verify:
+        verdict = "yes" if verify["bit_exact"] else "NO"
+        print(f"  bit-exact C-sim vs QKeras: {verdict} on {verify['n_samples']} test samples")
+    print(f"  outputs: {out}/ (report: {out / 'verify' / 'report.json'})" if verify else f"  outputs: {out}/")
+    return 0
+
+
+def _cmd_steps(args: argparse.Namespace) -> int:
+    from flow.steps import DEFAULT_STEPS, STEPS
+
+    for name, func in STEPS.items():
+        default = "*" if name in DEFAULT_STEPS else " "
+        print(f"{default} {name:<10} {(func.__doc__ or '').strip().splitlines()[0]}")
+    return 0
+
+
+def _cmd_boards(args: argparse.Namespace) -> int:
+    from flow.boards import known_boards, load_board
+
+    for name in known_boards():
+        b = load_board(name)
+        caps = ", ".join(f"{k} {v}" for k, v in b.capacity.items())
+        print(f"{name:<14} {b.part:<22} {b.clock_period:g} ns  {caps}")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def main_exit() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

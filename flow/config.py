@@ -1,0 +1,197 @@
+"""The run configuration: one YAML file loaded into a frozen dataclass tree (see README for every key)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from flow.errors import FlowError
+from flow.schema import build, rng, to_plain
+
+
+class DataName(enum.StrEnum):
+    DIGITS = "digits"
+    SYNTHETIC = "synthetic"
+    NPZ = "npz"
+    MNIST = "mnist"
+    FASHION_MNIST = "fashion_mnist"
+    CIFAR10 = "cifar10"
+
+
+class ZooName(enum.StrEnum):
+    LENET = "lenet"
+    VGG_TINY = "vgg_tiny"
+    RESNET_TINY = "resnet_tiny"
+
+
+class Optimizer(enum.StrEnum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+class Backend(enum.StrEnum):
+    VIVADO = "Vivado"
+    VITIS = "Vitis"
+
+
+class IOType(enum.StrEnum):
+    PARALLEL = "io_parallel"
+    STREAM = "io_stream"
+
+
+class Strategy(enum.StrEnum):
+    LATENCY = "Latency"
+    RESOURCE = "Resource"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: DataName = DataName.DIGITS  # which data source
+    path: str | None = None  # the .npz file for name: npz (keys x_train, y_train, x_test, y_test)
+    cache_dir: str | None = None  # download cache for keras.datasets (default ~/.keras or $KERAS_HOME)
+    test_fraction: float = field(default=0.25, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
+    val_fraction: float = field(default=0.1, metadata=rng(0, 1, max_exclusive=True))  # of train, for validation
+    n_train: int | None = field(default=None, metadata=rng(1))  # keep at most this many training samples
+    n_test: int | None = field(default=None, metadata=rng(1))  # keep at most this many test samples
+    input_frac_bits: int = field(default=8, metadata=rng(1, 16))  # inputs rounded to multiples of 2^-bits
+    shape: tuple[int, ...] = (16, 16, 1)  # synthetic only: image shape H, W, C
+    classes: int = field(default=10, metadata=rng(2, 1000))  # synthetic only: number of classes
+    samples: int = field(default=1000, metadata=rng(10))  # synthetic only: total number of samples
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: ZooName | None = ZooName.LENET  # zoo architecture (ignored when path is given)
+    path: str | None = None  # a saved QKeras model (.h5 / .keras) to use instead of the zoo
+    input_shape: tuple[int, ...] | None = None  # H, W, C; null = the data's shape
+    filters: tuple[int, ...] | None = None  # conv filters per conv layer; null = the zoo default
+    dense_units: int = field(default=16, metadata=rng(1, 4096))  # hidden dense width (lenet)
+    weight_bits: int = field(default=6, metadata=rng(2, 16))  # weight and bias width (quantized_bits)
+    weight_int_bits: int = field(default=0, metadata=rng(0, 8))  # integer bits of weights (besides sign)
+    act_bits: int = field(default=6, metadata=rng(2, 16))  # activation width (quantized_relu)
+    act_int_bits: int = field(default=2, metadata=rng(0, 8))  # integer bits of activations
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = field(default=10, metadata=rng(0, 10000))  # 0 keeps the initial (or loaded) weights
+    batch_size: int = field(default=32, metadata=rng(1, 65536))
+    learning_rate: float = field(default=0.003, metadata=rng(0, 10, min_exclusive=True))
+    optimizer: Optimizer = Optimizer.ADAM
+
+
+@dataclass(frozen=True)
+class LayerOverride:
+    precision: dict[str, str] = field(default_factory=dict)  # e.g. {result: "fixed<16,6>", accum: ...}
+    reuse_factor: int | None = field(default=None, metadata=rng(1))
+    strategy: Strategy | None = None
+
+
+@dataclass(frozen=True)
+class HlsConfig:
+    backend: Backend = Backend.VIVADO
+    io_type: IOType = IOType.PARALLEL
+    strategy: Strategy = Strategy.LATENCY
+    reuse_factor: int = field(default=1, metadata=rng(1, 4096))
+    default_precision: str = "fixed<16,6>"  # for layers whose precision QKeras does not fix
+    input_precision: str | None = None  # null = exactly the data grid: ufixed<input_frac_bits+1, 1>
+    project_name: str = "myproject"
+    layers: dict[str, LayerOverride] = field(default_factory=dict)  # per-layer overrides by layer name
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    name: str | None = None  # a file boards/<name>.yaml; default pynq-z2 when no part is given
+    part: str | None = None  # a raw FPGA part instead of a named board
+    clock_period: float | None = field(default=None, metadata=rng(0, None, min_exclusive=True))  # ns
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    n_samples: int | None = field(default=None, metadata=rng(1))  # null = the whole test set
+    trace_samples: int = field(default=8, metadata=rng(1, 10000))  # samples traced per layer on a mismatch
+    require_bit_exact: bool = True  # fail the run when C-sim differs from QKeras
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """Filled by the vulnerability-ranking work."""
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Filled by the pruning work."""
+
+
+@dataclass(frozen=True)
+class HardenConfig:
+    """Filled by the hardening work."""
+
+
+@dataclass(frozen=True)
+class InjectConfig:
+    """Filled by the fault-injection work."""
+
+
+@dataclass(frozen=True)
+class EstimateConfig:
+    """Filled by the resource-estimation work."""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Filled by the report work."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = field(default=0, metadata=rng(0, 2**31 - 1))  # fixes data splits, training and fault lists
+    out: str = "runs/default"  # output directory (relative to the current directory); --out overrides
+    steps: tuple[str, ...] | None = None  # steps to run; null = the default list; --steps overrides
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hls: HlsConfig = field(default_factory=HlsConfig)
+    board: BoardConfig = field(default_factory=BoardConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    harden: HardenConfig = field(default_factory=HardenConfig)
+    inject: InjectConfig = field(default_factory=InjectConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+    def __post_init__(self) -> None:
+        if self.model.path is None and self.model.name is None:
+            raise FlowError("model: give either 'name' (a zoo model) or 'path' (a saved QKeras model)")
+        if self.board.name is not None and self.board.part is not None:
+            raise FlowError("board: give 'name' (a file in boards/) or 'part' (a raw FPGA part), not both")
+        if self.data.name == DataName.NPZ and not self.data.path:
+            raise FlowError(
+                "data.path: required when data.name is 'npz' (a file with x_train, y_train, x_test, y_test)"
+            )
+
+
+def config_from_dict(data: dict, source: str = "config") -> RunConfig:
+    """Validate plain data (as from YAML) into a RunConfig; errors name ``source`` and the key."""
+    return build(RunConfig, data, source)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run configuration (yaml.safe_load only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FlowError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise FlowError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    return config_from_dict(data, str(path))
+
+
+def config_to_dict(cfg: RunConfig) -> dict:
+    """The fully resolved configuration as plain data (written next to every run's outputs)."""
+    return to_plain(cfg)

@@ -1,0 +1,223 @@
+"""Data sources. Every source yields images in [0, 1] (N, H, W, C), rounded to the input grid 2^-input_frac_bits,
+so the hls4ml input type represents them exactly and C-sim can be compared bit for bit."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from flow.config import DataConfig, DataName
+from flow.errors import FlowError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def summary(self) -> dict:
+        """Sizes and shapes, for the run's JSON outputs."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "classes": self.classes,
+            "n_train": len(self.x_train),
+            "n_val": len(self.x_val),
+            "n_test": len(self.x_test),
+        }
+
+
+def quantize_inputs(x: np.ndarray, frac_bits: int) -> np.ndarray:
+    """Clip to [0, 1] and round to multiples of 2^-frac_bits (float32, exact)."""
+    scale = float(2**frac_bits)
+    return (np.round(np.clip(x, 0.0, 1.0) * scale) / scale).astype(np.float32)
+
+
+def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
+    """Load, split (train/val/test), subsample and quantize the configured data source."""
+    loaders = {
+        DataName.DIGITS: _digits,
+        DataName.SYNTHETIC: _synthetic,
+        DataName.NPZ: _npz,
+        DataName.MNIST: _keras_dataset,
+        DataName.FASHION_MNIST: _keras_dataset,
+        DataName.CIFAR10: _keras_dataset,
+    }
+    x_train, y_train, x_test, y_test = loaders[cfg.name](cfg, seed)
+    rng = np.random.default_rng(seed)
+    x_train, y_train = _take(x_train, y_train, cfg.n_train, rng)
+    x_test, y_test = _take(x_test, y_test, cfg.n_test, rng)
+    n_val = round(len(x_train) * cfg.val_fraction)
+    order = rng.permutation(len(x_train))
+    val, train = order[:n_val], order[n_val:]
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    q = cfg.input_frac_bits
+    return Dataset(
+        cfg.name.value,
+        quantize_inputs(x_train[train], q),
+        y_train[train].astype(np.int64),
+        quantize_inputs(x_train[val], q),
+        y_train[val].astype(np.int64),
+        quantize_inputs(x_test, q),
+        y_test.astype(np.int64),
+        classes,
+    )
+
+
+def fit_to_shape(ds: Dataset, shape: tuple[int, ...], frac_bits: int) -> Dataset:
+    """Adapt images to a model input shape: resize H, W (bilinear) and map 1 <-> 3 channels; else a clear error."""
+    if tuple(shape) == ds.shape:
+        return ds
+    if len(shape) != 3:
+        raise FlowError(f"model input shape {tuple(shape)} is not an image shape (H, W, C)")
+    (h, w, c), (_, _, dc) = shape, ds.shape
+    if dc != c and not (dc == 1 and c == 3) and not (dc == 3 and c == 1):
+        raise FlowError(
+            f"data/model shape mismatch: data '{ds.name}' has images {ds.shape}, the model takes {tuple(shape)}; "
+            "channels can only be mapped 1 -> 3 or 3 -> 1"
+        )
+
+    def fit(x: np.ndarray) -> np.ndarray:
+        if dc == 1 and c == 3:
+            x = np.repeat(x, 3, axis=-1)
+        elif dc == 3 and c == 1:
+            x = x.mean(axis=-1, keepdims=True)
+        if x.shape[1:3] != (h, w):
+            import tensorflow as tf
+
+            x = tf.image.resize(x, (h, w), method="bilinear", antialias=True).numpy()
+        return quantize_inputs(x, frac_bits)
+
+    return dataclasses.replace(ds, x_train=fit(ds.x_train), x_val=fit(ds.x_val), x_test=fit(ds.x_test))
+
+
+def _take(x: np.ndarray, y: np.ndarray, n: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    if n is None or n >= len(x):
+        return x, y
+    keep = np.sort(rng.choice(len(x), size=n, replace=False))
+    return x[keep], y[keep]
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Stratified split, returned as x_train, y_train, x_test, y_test."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    return x_train, y_train, x_test, y_test
+
+
+def _digits(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    return _split(x, digits.target, cfg.test_fraction, seed)
+
+
+def _synthetic(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
+    """Learnable generated images: one random template per class plus noise."""
+    if len(cfg.shape) != 3 or min(cfg.shape) < 1:
+        raise FlowError(f"data.shape: got {list(cfg.shape)}, expected [H, W, C] with positive sizes")
+    rng = np.random.default_rng(seed)
+    templates = rng.uniform(0.0, 1.0, size=(cfg.classes, *cfg.shape))
+    y = np.arange(cfg.samples) % cfg.classes
+    rng.shuffle(y)
+    x = 0.6 * templates[y] + 0.4 * rng.uniform(0.0, 1.0, size=(cfg.samples, *cfg.shape))
+    return _split(x.astype(np.float32), y, cfg.test_fraction, seed)
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _npz(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
+    path = Path(cfg.path or "")
+    if not path.is_file():
+        raise FlowError(f"data.path: file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_KEYS if k not in f.files]
+            if missing:
+                raise FlowError(f"{path}: missing array(s) {', '.join(missing)}; needs {', '.join(NPZ_KEYS)}")
+            arrays = {k: f[k] for k in NPZ_KEYS}
+    except (OSError, ValueError) as exc:
+        raise FlowError(f"{path}: not a readable .npz file ({exc})") from None
+    xs = [_npz_images(arrays[k], path, k) for k in ("x_train", "x_test")]
+    ys = [_npz_labels(arrays[k], path, k, len(x)) for k, x in zip(("y_train", "y_test"), xs, strict=True)]
+    if xs[0].shape[1:] != xs[1].shape[1:]:
+        raise FlowError(f"{path}: x_train images {xs[0].shape[1:]} and x_test images {xs[1].shape[1:]} differ")
+    return xs[0], ys[0], xs[1], ys[1]
+
+
+def _npz_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or len(x) == 0:
+        raise FlowError(f"{path}: '{key}' has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with N > 0")
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / 255.0
+    if not np.issubdtype(x.dtype, np.floating):
+        raise FlowError(f"{path}: '{key}' has dtype {x.dtype}; expected uint8 (0..255) or float in [0, 1]")
+    if not np.all(np.isfinite(x)) or x.min() < 0.0 or x.max() > 1.0:
+        raise FlowError(f"{path}: '{key}' float values must lie in [0, 1] (got [{x.min()}, {x.max()}])")
+    return x.astype(np.float32)
+
+
+def _npz_labels(y: np.ndarray, path: Path, key: str, n: int) -> np.ndarray:
+    if y.ndim == 2:
+        y = y.argmax(axis=1)
+    if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise FlowError(
+            f"{path}: '{key}' must be {n} non-negative integer labels (or one-hot rows); "
+            f"got shape {y.shape}, dtype {y.dtype}"
+        )
+    return y.astype(np.int64)
+
+
+def _keras_dataset(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
+    """mnist / fashion_mnist / cifar10 through keras.datasets; cached after the first download."""
+    import os
+
+    import tensorflow as tf
+
+    module = {
+        DataName.MNIST: tf.keras.datasets.mnist,
+        DataName.FASHION_MNIST: tf.keras.datasets.fashion_mnist,
+        DataName.CIFAR10: tf.keras.datasets.cifar10,
+    }[cfg.name]
+    previous = os.environ.get("KERAS_HOME")
+    if cfg.cache_dir:
+        os.environ["KERAS_HOME"] = str(Path(cfg.cache_dir).expanduser())
+    try:
+        (x_train, y_train), (x_test, y_test) = module.load_data()
+    except Exception as exc:  # keras raises a bare Exception on URL/HTTP failures
+        where = cfg.cache_dir or os.environ.get("KERAS_HOME") or "~/.keras"
+        raise FlowError(
+            f"data '{cfg.name.value}': download failed and no cached copy in {where}/datasets "
+            f"({' '.join(str(exc).split())}); connect once to fill the cache, or use data.name: npz"
+        ) from None
+    finally:
+        if cfg.cache_dir:
+            if previous is None:
+                os.environ.pop("KERAS_HOME", None)
+            else:
+                os.environ["KERAS_HOME"] = previous
+    images = [x[..., None] if x.ndim == 3 else x for x in (x_train, x_test)]
+    return (
+        images[0].astype(np.float32) / 255.0,
+        y_train.reshape(-1),
+        images[1].astype(np.float32) / 255.0,
+        y_test.reshape(-1),
+    )

@@ -1,0 +1,133 @@
+"""hls4ml conversion: an hls4ml config from the QKeras model and the run config, then write + compile."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from flow.boards import Board
+from flow.config import HlsConfig
+from flow.errors import FlowError
+
+
+@dataclass(frozen=True)
+class HlsProject:
+    """A written and compiled hls4ml project on disk."""
+
+    directory: Path
+    project_name: str
+    backend: str
+    io_type: str
+    n_inputs: int
+    n_outputs: int
+
+    def save(self, path: Path) -> None:
+        data = {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
+        path.write_text(json.dumps(data, indent=2))
+
+    def library(self) -> Path | None:
+        """The newest compiled C-sim library ``firmware/<project>-<stamp>.so``, if any."""
+        libs = sorted((self.directory / "firmware").glob(f"{self.project_name}-*.so"), key=lambda p: p.stat().st_mtime)
+        return libs[-1] if libs else None
+
+    @classmethod
+    def load(cls, path: Path) -> HlsProject:
+        data = json.loads(path.read_text())
+        return cls(**{**data, "directory": Path(data["directory"])})
+
+
+def hls_config(model, cfg: HlsConfig, input_frac_bits: int, trace: bool = False) -> dict:
+    """hls4ml config at 'name' granularity, with strategy, reuse and per-layer overrides from the run config."""
+    import hls4ml
+
+    config = hls4ml.utils.config_from_keras_model(
+        model, granularity="name", backend=cfg.backend.value, default_precision=cfg.default_precision
+    )
+    config["Model"]["Strategy"] = cfg.strategy.value
+    config["Model"]["ReuseFactor"] = cfg.reuse_factor
+    layers = config["LayerName"]
+    input_name = model.layers[0].name
+    layers[input_name]["Precision"]["result"] = cfg.input_precision or f"ufixed<{input_frac_bits + 1},1>"
+    for name, override in cfg.layers.items():
+        if name not in layers:
+            from flow.schema import closest
+
+            raise FlowError(
+                f"hls.layers: no layer named '{name}' in the model{closest(name, list(layers))}; "
+                f"layers: {', '.join(layers)}"
+            )
+        layers[name].setdefault("Precision", {}).update(override.precision)
+        if override.reuse_factor is not None:
+            layers[name]["ReuseFactor"] = override.reuse_factor
+        if override.strategy is not None:
+            layers[name]["Strategy"] = override.strategy.value
+    if trace:
+        for layer in layers.values():
+            layer["Trace"] = True
+    return config
+
+
+def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path, trace: bool = False):
+    """Convert to an hls4ml ModelGraph and write the project (no compilation).
+
+    hls4ml's console output goes to ``<output_dir>.log``. Returns (graph, hls4ml config)."""
+    import hls4ml
+
+    config = hls_config(model, cfg, input_frac_bits, trace)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir.parent / f"{output_dir.name}.log", "w") as log_file, contextlib.redirect_stdout(log_file):
+        try:
+            graph = hls4ml.converters.convert_from_keras_model(
+                model,
+                hls_config=copy.deepcopy(config),
+                output_dir=str(output_dir),
+                project_name=cfg.project_name,
+                backend=cfg.backend.value,
+                io_type=cfg.io_type.value,
+                part=board.part,
+                clock_period=board.clock_period,
+            )
+        except Exception as exc:  # hls4ml raises bare Exceptions for unsupported input
+            raise FlowError(f"hls4ml cannot convert the model: {' '.join(str(exc).split())}") from None
+        graph.write()
+    return graph, config
+
+
+def compile_project(project: HlsProject) -> Path:
+    """Build the C-simulation library with the project's own build_lib.sh; returns the .so path."""
+    result = subprocess.run(
+        ["bash", "build_lib.sh"], cwd=project.directory, capture_output=True, text=True, check=False
+    )
+    (project.directory / "build_lib.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        errors = [line for line in result.stderr.splitlines() if "error" in line.lower()][:3]
+        detail = " | ".join(errors) or result.stderr[-300:]
+        raise FlowError(f"g++ failed to compile {project.directory} (see build_lib.log): {detail}")
+    library = project.library()
+    if library is None:
+        raise FlowError(f"build_lib.sh produced no library in {project.directory}/firmware (see build_lib.log)")
+    return library
+
+
+def convert(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path) -> tuple[HlsProject, dict]:
+    """Write the hls4ml project and compile its C-simulation library. Returns (project, hls4ml config)."""
+    graph, config = write_project(model, cfg, board, input_frac_bits, output_dir)
+    project = project_of(graph, cfg, output_dir)
+    compile_project(project)
+    return project, config
+
+
+def project_of(graph, cfg: HlsConfig, output_dir: Path) -> HlsProject:
+    """Describe a compiled ModelGraph for later steps and runs."""
+    return HlsProject(
+        directory=output_dir.resolve(),
+        project_name=cfg.project_name,
+        backend=cfg.backend.value,
+        io_type=cfg.io_type.value,
+        n_inputs=int(graph.get_input_variables()[0].size()),
+        n_outputs=int(graph.get_output_variables()[0].size()),
+    )

@@ -1,0 +1,82 @@
+"""Saving, loading and checking QKeras models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flow.errors import FlowError
+
+# Keras layer types hls4ml converts for us, and those that must be replaced by a quantized twin.
+SUPPORTED_LAYERS = {
+    "InputLayer", "QConv2D", "QDense", "QActivation", "MaxPooling2D", "AveragePooling2D", "Flatten",
+    "Add", "Concatenate", "Reshape", "Dropout", "ZeroPadding2D", "QConv2DBatchnorm", "QDenseBatchnorm",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+}  # fmt: skip
+UNQUANTIZED = {
+    "Conv2D": "QConv2D", "Dense": "QDense", "Activation": "QActivation", "ReLU": "QActivation",
+    "BatchNormalization": "QConv2DBatchnorm/QDenseBatchnorm (folded)", "DepthwiseConv2D": "QDepthwiseConv2D",
+}  # fmt: skip
+
+
+def custom_objects() -> dict:
+    """QKeras classes and quantizers needed to load a saved QKeras model."""
+    from qkeras.utils import _add_supported_quantized_objects
+
+    objects: dict = {}
+    _add_supported_quantized_objects(objects)
+    return objects
+
+
+def load_model(path: str | Path):
+    """Load a saved QKeras model (.h5 or .keras) with QKeras custom objects."""
+    import tensorflow as tf
+
+    path = Path(path)
+    if not path.exists():
+        raise FlowError(f"model.path: file not found: {path}")
+    try:
+        return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+    except Exception as exc:  # keras raises many types for unreadable files
+        raise FlowError(f"{path}: cannot load as a QKeras model ({' '.join(str(exc).split())[:300]})") from None
+
+
+def save_model(model, path: Path) -> Path:
+    """Save a model in HDF5 (the format QKeras round-trips reliably)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path, include_optimizer=False)
+    return path
+
+
+def check_model(model) -> None:
+    """Fail with the layer's name and type if it is unquantized or not convertible by this flow."""
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in UNQUANTIZED:
+            raise FlowError(
+                f"layer '{layer.name}' ({kind}) is not quantized: use {UNQUANTIZED[kind]} so the FPGA arithmetic "
+                "is defined by the model"
+            )
+        if kind not in SUPPORTED_LAYERS:
+            raise FlowError(
+                f"layer '{layer.name}' ({kind}) is not supported; "
+                f"supported types: {', '.join(sorted(SUPPORTED_LAYERS))}"
+            )
+        for attr in ("kernel_quantizer", "bias_quantizer"):
+            if hasattr(layer, attr) and getattr(layer, attr) is None and _has_weight(layer, attr):
+                raise FlowError(f"layer '{layer.name}' ({kind}) has no {attr}: every weight must be quantized")
+        if kind == "QActivation" and getattr(layer, "quantizer", None) is None:
+            raise FlowError(f"layer '{layer.name}' (QActivation) has an unquantized activation")
+
+
+def _has_weight(layer, attr: str) -> bool:
+    return attr == "kernel_quantizer" or bool(getattr(layer, "use_bias", False))
+
+
+def input_shape(model) -> tuple[int, ...]:
+    """The model's input shape without the batch dimension."""
+    return tuple(int(d) for d in model.input_shape[1:])
+
+
+def output_size(model) -> int:
+    """Number of logits."""
+    return int(model.output_shape[-1])

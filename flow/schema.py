@@ -1,0 +1,132 @@
+"""Typed loading of plain YAML data into frozen dataclasses, with precise error messages.
+
+Supported field types: bool, int, float, str, StrEnum subclasses, ``X | None``, ``tuple[X, ...]``,
+``dict[str, X]`` and nested dataclasses. Range limits come from ``field(metadata={"min": .., "max": ..})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import types
+import typing
+from typing import Any
+
+from flow.errors import FlowError
+
+
+def closest(name: str, choices: list[str]) -> str:
+    """Return ' (did you mean 'x'?)' for the nearest choice, or '' when nothing is close."""
+    match = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def build(cls: type, data: Any, source: str, path: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping; messages read ``<source>: <path.key> ...``."""
+    where = f"{source}: {path}" if path else source
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise FlowError(f"{where}: expected a mapping of keys, got {type(data).__name__} {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise FlowError(
+                f"{source}: unknown key '{path}{key}'{closest(str(key), list(fields))}; "
+                f"allowed under {path.rstrip('.') or 'the top level'}: {', '.join(fields)}"
+            )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            values[name] = _convert(hints[name], data[name], source, f"{path}{name}", f.metadata)
+    try:
+        return cls(**values)
+    except (FlowError, TypeError, ValueError) as exc:  # cross-field checks in __post_init__
+        raise FlowError(f"{where}: {exc}") from None
+
+
+def _describe(tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of names to {_describe(typing.get_args(tp)[1])}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _convert(tp: Any, value: Any, source: str, path: str, meta: Any = None) -> Any:
+    where = f"{source}: {path}"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value, source, path, meta)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, source, f"{path}.")
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise FlowError(f"{where}: got {value!r}, expected {_describe(tp)}")
+        item = typing.get_args(tp)[0]
+        return tuple(_convert(item, v, source, f"{path}[{i}]", meta) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise FlowError(f"{where}: got {value!r}, expected {_describe(tp)}")
+        item = typing.get_args(tp)[1]
+        return {str(k): _convert(item, v, source, f"{path}.{k}", meta) for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        allowed = [m.value for m in tp]
+        if value not in allowed:
+            raise FlowError(
+                f"{where}: got {value!r}{closest(str(value), allowed)}; allowed: {', '.join(map(str, allowed))}"
+            )
+        return tp(value)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if not ok:
+        raise FlowError(f"{where}: got {value!r}, expected {_describe(tp)}")
+    value = float(value) if tp is float else value
+    _check_range(value, where, meta or {})
+    return value
+
+
+def _check_range(value: Any, where: str, meta: Any) -> None:
+    lo, hi = meta.get("min"), meta.get("max")
+    lo_open, hi_open = meta.get("min_exclusive", False), meta.get("max_exclusive", False)
+    too_low = lo is not None and (value <= lo if lo_open else value < lo)
+    too_high = hi is not None and (value >= hi if hi_open else value > hi)
+    if too_low or too_high:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+        raise FlowError(f"{where}: got {value!r}, allowed range {span}")
+
+
+def to_plain(obj: Any) -> Any:
+    """Turn a config dataclass tree back into YAML/JSON-ready plain data."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, tuple | list):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    return obj
+
+
+def rng(lo: float | None = None, hi: float | None = None, **kw: bool) -> Any:
+    """Field metadata for a range check: ``field(default=1, metadata=rng(1, 64))``."""
+    return {"min": lo, "max": hi, **kw}

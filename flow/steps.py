@@ -1,0 +1,188 @@
+"""The pipeline: plain step functions ``step(state, cfg) -> state`` looked up from one table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from flow.boards import resolve_board
+from flow.config import RunConfig, config_to_dict
+from flow.data import Dataset, fit_to_shape, load_dataset
+from flow.errors import FlowError, VerificationError
+from flow.hls import HlsProject
+from flow.schema import closest
+from flow.state import RunState
+
+log = logging.getLogger(__name__)
+
+
+def need_model(state: RunState, step: str) -> RunState:
+    """The current model: in memory, or loaded from what an earlier run recorded."""
+    if state.model is not None:
+        return state
+    from flow.modelio import load_model
+
+    return dataclasses.replace(state, model=load_model(state.artefact("model", step, "load")))
+
+
+def need_data(state: RunState, cfg: RunConfig, step: str) -> RunState:
+    """The dataset fitted to the current model's input (re-created from the config: cheap and deterministic)."""
+    state = need_model(state, step)
+    if state.data is not None:
+        return state
+    return dataclasses.replace(state, data=_dataset_for(state.model, cfg))
+
+
+def _dataset_for(model, cfg: RunConfig) -> Dataset:
+    from flow.modelio import input_shape, output_size
+
+    ds = fit_to_shape(load_dataset(cfg.data, cfg.seed), input_shape(model), cfg.data.input_frac_bits)
+    if output_size(model) != ds.classes:
+        raise FlowError(
+            f"data/model shape mismatch: the model has {output_size(model)} outputs, data '{ds.name}' has "
+            f"{ds.classes} classes"
+        )
+    return ds
+
+
+def step_load(state: RunState, cfg: RunConfig) -> RunState:
+    """Load the data and build the zoo model (or load the user's QKeras model); check it is convertible."""
+    from flow.modelio import check_model, input_shape, load_model, save_model
+    from flow.training import seed_everything
+    from flow.zoo import build_model
+
+    out = state.step_dir("load")
+    if cfg.model.path:
+        model = load_model(cfg.model.path)
+        check_model(model)
+        ds = _dataset_for(model, cfg)
+    else:
+        raw = load_dataset(cfg.data, cfg.seed)
+        shape = tuple(cfg.model.input_shape or raw.shape)
+        seed_everything(cfg.seed)
+        model = build_model(cfg.model, shape, raw.classes)
+        check_model(model)
+        ds = fit_to_shape(raw, input_shape(model), cfg.data.input_frac_bits)
+    (out / "data.json").write_text(json.dumps(ds.summary(), indent=2))
+    state.record(model=save_model(model, out / "model.h5"))
+    summary = ds.summary()
+    state = dataclasses.replace(state, model=model, data=ds, project=None)
+    return state.with_summary(
+        "load", model=model.name, params=int(model.count_params()), **{k: summary[k] for k in summary if k != "name"}
+    )
+
+
+def step_train(state: RunState, cfg: RunConfig) -> RunState:
+    """Train the model deterministically from the config seed."""
+    from flow.modelio import save_model
+    from flow.training import train_model
+
+    state = need_data(state, cfg, "train")
+    out = state.step_dir("train")
+    result = train_model(state.model, state.data, cfg.train, cfg.seed)
+    (out / "history.json").write_text(json.dumps(result, indent=2))
+    state.record(model=save_model(state.model, out / "model.h5"))
+    return state.with_summary("train", epochs=cfg.train.epochs, test_accuracy=result["test_accuracy"])
+
+
+def step_convert(state: RunState, cfg: RunConfig) -> RunState:
+    """Convert with hls4ml, write the project and compile the C-sim library into <out>/convert/hls_project."""
+    from flow.hls import convert
+
+    state = need_model(state, "convert")
+    out = state.step_dir("convert")
+    project_dir = out / "hls_project"
+    shutil.rmtree(project_dir, ignore_errors=True)
+    board = resolve_board(cfg.board)
+    project, config = convert(state.model, cfg.hls, board, cfg.data.input_frac_bits, project_dir)
+    (out / "hls_config.json").write_text(json.dumps(config, indent=2, default=str))
+    project.save(out / "project.json")
+    state.record(project=out / "project.json")
+    state = dataclasses.replace(state, project=project)
+    return state.with_summary(
+        "convert", backend=project.backend, io_type=project.io_type, part=board.part, project=str(project_dir)
+    )
+
+
+def step_verify(state: RunState, cfg: RunConfig) -> RunState:
+    """Compare C-sim and QKeras logits on the test set; trace layers on a mismatch; write verify/report.json."""
+    from flow.csim import CSimLibrary
+    from flow.training import logits
+    from flow.verify import compare_logits, first_mismatch, trace_layers
+
+    state = need_data(state, cfg, "verify")
+    project = state.project or HlsProject.load(state.artefact("project", "verify", "convert"))
+    out = state.step_dir("verify")
+    n = min(cfg.verify.n_samples or len(state.data.x_test), len(state.data.x_test))
+    x, y = state.data.x_test[:n], state.data.y_test[:n]
+    keras_logits = logits(state.model, x)
+    csim_logits = CSimLibrary(project).predict(x).reshape(keras_logits.shape)
+    np.save(out / "logits_keras.npy", keras_logits)
+    np.save(out / "logits_csim.npy", csim_logits)
+    report = {**compare_logits(keras_logits, csim_logits, y), "backend": project.backend, "io_type": project.io_type}
+    if not report["bit_exact"]:
+        bad = np.flatnonzero(np.any(keras_logits != csim_logits, axis=1))[: cfg.verify.trace_samples]
+        rows = trace_layers(
+            state.model, x[bad], cfg.hls, resolve_board(cfg.board), cfg.data.input_frac_bits, out / "trace_project"
+        )
+        report.update(per_layer=rows, first_mismatch_layer=first_mismatch(rows))
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    state = state.with_summary("verify", **{k: v for k, v in report.items() if k != "per_layer"})
+    if not report["bit_exact"] and cfg.verify.require_bit_exact:
+        raise VerificationError(
+            f"C-sim differs from QKeras on {report['n_samples_differing']}/{n} samples "
+            f"(max |diff| {report['max_abs_diff']:g}), first at layer '{report.get('first_mismatch_layer')}'; "
+            f"see {out / 'report.json'}"
+        )
+    return state
+
+
+Step = Callable[[RunState, RunConfig], RunState]
+STEPS: dict[str, Step] = {
+    "load": step_load,
+    "train": step_train,
+    "convert": step_convert,
+    "verify": step_verify,
+}
+DEFAULT_STEPS: tuple[str, ...] = ("load", "train", "convert", "verify")
+
+
+def resolve_steps(names: Sequence[str] | None) -> list[str]:
+    """Validate step names (None = the default list)."""
+    names = list(names) if names else list(DEFAULT_STEPS)
+    for name in names:
+        if name not in STEPS:
+            raise FlowError(f"unknown step '{name}'{closest(name, list(STEPS))}; steps: {', '.join(STEPS)}")
+    return names
+
+
+def run(cfg: RunConfig, out: str | Path | None = None, steps: Sequence[str] | None = None) -> RunState:
+    """Run the named steps (default: cfg.steps or DEFAULT_STEPS) into ``out`` (default: cfg.out)."""
+    names = resolve_steps(steps or cfg.steps)
+    out_dir = Path(out or cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    state = RunState(out=out_dir)
+    for name in names:
+        log.info("step %s", name)
+        start = time.perf_counter()
+        try:
+            state = STEPS[name](state, cfg)
+        finally:
+            _record_time(out_dir, name, time.perf_counter() - start)
+    return state
+
+
+def _record_time(out: Path, step: str, seconds: float) -> None:
+    path = out / "time_per_step.json"
+    times = json.loads(path.read_text()) if path.is_file() else {}
+    times[step] = round(seconds, 3)
+    path.write_text(json.dumps(times, indent=2))

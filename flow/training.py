@@ -1,0 +1,51 @@
+"""Deterministic training of a QKeras model on a Dataset."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flow.config import Optimizer, TrainConfig
+from flow.data import Dataset
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TF and make TF ops deterministic (the only reproducible setting in TF 2.14)."""
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def train_model(model, ds: Dataset, cfg: TrainConfig, seed: int) -> dict:
+    """Train in place with a from-logits cross-entropy; return the per-epoch history and test accuracy."""
+    import tensorflow as tf
+
+    seed_everything(seed)
+    optimizer = {
+        Optimizer.ADAM: lambda: tf.keras.optimizers.Adam(cfg.learning_rate),
+        Optimizer.SGD: lambda: tf.keras.optimizers.SGD(cfg.learning_rate, momentum=0.9),
+    }[cfg.optimizer]()
+    model.compile(
+        optimizer=optimizer,
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history = {}
+    if cfg.epochs > 0:
+        validation = (ds.x_val, ds.y_val) if len(ds.x_val) else None
+        fit = model.fit(
+            ds.x_train, ds.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            validation_data=validation, shuffle=True, verbose=0,
+        )  # fmt: skip
+        history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    return {"history": history, "test_accuracy": accuracy(model, ds.x_test, ds.y_test)}
+
+
+def logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Model outputs as float32 (N, classes)."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy."""
+    return float(np.mean(logits(model, x).argmax(axis=1) == y)) if len(x) else float("nan")

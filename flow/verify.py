@@ -1,0 +1,64 @@
+"""Bit-exact comparison of C-sim and QKeras logits, with a per-layer trace to locate the first mismatch."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
+from flow.boards import Board
+from flow.config import HlsConfig
+
+
+def compare_logits(keras_logits: np.ndarray, csim_logits: np.ndarray, labels: np.ndarray | None = None) -> dict:
+    """Bit-exactness, argmax agreement and max |diff| of two (N, classes) arrays."""
+    diff = np.abs(keras_logits.astype(np.float64) - csim_logits.astype(np.float64))
+    report = {
+        "bit_exact": bool(np.array_equal(keras_logits, csim_logits)),
+        "n_samples": len(keras_logits),
+        "argmax_agreement": float(np.mean(keras_logits.argmax(1) == csim_logits.argmax(1))),
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "n_samples_differing": int(np.any(diff > 0, axis=1).sum()),
+    }
+    if labels is not None:
+        report["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == labels))
+        report["csim_accuracy"] = float(np.mean(csim_logits.argmax(1) == labels))
+    return report
+
+
+def keras_layer_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Output of every non-input layer of a Keras model, by layer name."""
+    import tensorflow as tf
+
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    probe = tf.keras.Model(model.inputs, [layer.output for layer in layers])
+    outputs = probe.predict(x, verbose=0)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    return {layer.name: np.asarray(out) for layer, out in zip(layers, outputs, strict=True)}
+
+
+def trace_layers(model, x: np.ndarray, cfg: HlsConfig, board: Board, input_frac_bits: int, workdir: Path) -> list:
+    """Per-layer max |C-sim - QKeras| in model order, from a trace-enabled copy of the project in ``workdir``."""
+    from flow.hls import write_project
+
+    graph, _ = write_project(model, cfg, board, input_frac_bits, workdir, trace=True)
+    with open(workdir.parent / "trace.log", "w") as log_file, contextlib.redirect_stdout(log_file):
+        _, hls_trace = graph.trace(np.ascontiguousarray(x, dtype=np.float32))
+    keras_trace = keras_layer_outputs(model, x)
+    rows = []
+    for name, k_out in keras_trace.items():
+        if name not in hls_trace:
+            continue
+        h_out = np.asarray(hls_trace[name]).reshape(len(x), -1)
+        k_out = k_out.reshape(len(x), -1)
+        if h_out.shape != k_out.shape:
+            continue
+        diff = float(np.abs(h_out.astype(np.float64) - k_out).max())
+        rows.append({"layer": name, "max_abs_diff": diff, "bit_exact": diff == 0.0})
+    return rows
+
+
+def first_mismatch(rows: list) -> str | None:
+    """Name of the first layer (in model order) whose traced outputs differ."""
+    return next((r["layer"] for r in rows if not r["bit_exact"]), None)

@@ -1,0 +1,113 @@
+"""Model zoo: small QKeras CNNs with linear logits (no softmax), every weight, bias and activation quantized.
+
+Weights and biases use ``quantized_bits(weight_bits, weight_int_bits, alpha=1)`` (hls4ml: ap_fixed<bits, int+1>),
+activations ``quantized_relu(act_bits, act_int_bits)`` (ap_ufixed<bits, int, AP_RND_CONV, AP_SAT>). No BatchNorm,
+so hls4ml's C++ is bit-exact with QKeras.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flow.config import ModelConfig, ZooName
+
+DEFAULT_FILTERS = {ZooName.LENET: (4, 8), ZooName.VGG_TINY: (8, 16, 16), ZooName.RESNET_TINY: (4, 4, 4)}
+
+
+def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], classes: int):
+    """Build the zoo model ``cfg.name`` for images of ``input_shape`` and ``classes`` logits."""
+    from flow.errors import FlowError
+
+    filters = cfg.filters or DEFAULT_FILTERS[cfg.name]
+    need = len(DEFAULT_FILTERS[cfg.name])
+    if len(filters) != need:
+        raise FlowError(f"model.filters: {cfg.name.value} has {need} conv layers, got {len(filters)} values")
+    if any(f < 1 for f in filters):
+        raise FlowError(f"model.filters: every value must be >= 1, got {list(filters)}")
+    builders: dict[ZooName, Callable] = {
+        ZooName.LENET: _lenet,
+        ZooName.VGG_TINY: _vgg_tiny,
+        ZooName.RESNET_TINY: _resnet_tiny,
+    }
+    return builders[cfg.name](_Blocks(cfg), tuple(input_shape), classes, filters)
+
+
+class _Blocks:
+    """Quantized layer factories sharing the configured bit widths."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.cfg = cfg
+
+    def _wq(self):
+        from qkeras import quantized_bits
+
+        return quantized_bits(self.cfg.weight_bits, self.cfg.weight_int_bits, alpha=1)
+
+    def conv(self, x, filters: int, name: str):
+        from qkeras import QConv2D
+
+        return QConv2D(filters, 3, padding="same", kernel_quantizer=self._wq(), bias_quantizer=self._wq(), name=name)(x)
+
+    def dense(self, x, units: int, name: str):
+        from qkeras import QDense
+
+        return QDense(units, kernel_quantizer=self._wq(), bias_quantizer=self._wq(), name=name)(x)
+
+    def relu(self, x, name: str):
+        from qkeras import QActivation, quantized_relu
+
+        return QActivation(quantized_relu(self.cfg.act_bits, self.cfg.act_int_bits), name=name)(x)
+
+
+def _check_pooling(input_shape: tuple[int, ...], factor: int, model: str) -> None:
+    from flow.errors import FlowError
+
+    if input_shape[0] < factor or input_shape[1] < factor:
+        raise FlowError(f"model '{model}': input {input_shape} is too small; needs at least {factor}x{factor}")
+
+
+def _lenet(b: _Blocks, input_shape, classes, filters):
+    """conv-relu-pool, conv-relu-pool, dense-relu, dense (logits)."""
+    import tensorflow as tf
+
+    _check_pooling(input_shape, 4, "lenet")
+    layers = tf.keras.layers
+    inp = layers.Input(input_shape, name="image")
+    x = layers.MaxPooling2D(2, name="pool1")(b.relu(b.conv(inp, filters[0], "conv1"), "relu1"))
+    x = layers.MaxPooling2D(2, name="pool2")(b.relu(b.conv(x, filters[1], "conv2"), "relu2"))
+    x = layers.Flatten(name="flatten")(x)
+    x = b.relu(b.dense(x, b.cfg.dense_units, "fc1"), "relu3")
+    return tf.keras.Model(inp, b.dense(x, classes, "logits"), name="lenet")
+
+
+def _vgg_tiny(b: _Blocks, input_shape, classes, filters):
+    """Three conv-relu-pool blocks (made for 32x32x3), then dense logits."""
+    import tensorflow as tf
+
+    _check_pooling(input_shape, 8, "vgg_tiny")
+    layers = tf.keras.layers
+    inp = layers.Input(input_shape, name="image")
+    x = inp
+    for i, f in enumerate(filters, start=1):
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(b.relu(b.conv(x, f, f"conv{i}"), f"relu{i}"))
+    x = layers.Flatten(name="flatten")(x)
+    return tf.keras.Model(inp, b.dense(x, classes, "logits"), name="vgg_tiny")
+
+
+def _resnet_tiny(b: _Blocks, input_shape, classes, filters):
+    """Stem conv, one residual block (conv-relu-conv + identity, Add, relu), pool, dense logits."""
+    import tensorflow as tf
+
+    _check_pooling(input_shape, 4, "resnet_tiny")
+    if filters[0] != filters[2]:
+        from flow.errors import FlowError
+
+        raise FlowError(f"model.filters: resnet_tiny's identity Add needs filters[0] == filters[2], got {filters}")
+    layers = tf.keras.layers
+    inp = layers.Input(input_shape, name="image")
+    stem = b.relu(b.conv(inp, filters[0], "conv1"), "relu1")
+    y = b.relu(b.conv(stem, filters[1], "conv2"), "relu2")
+    y = b.conv(y, filters[2], "conv3")
+    x = b.relu(layers.Add(name="add")([stem, y]), "relu3")
+    x = layers.Flatten(name="flatten")(layers.MaxPooling2D(4, name="pool")(x))
+    return tf.keras.Model(inp, b.dense(x, classes, "logits"), name="resnet_tiny")

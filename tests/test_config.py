@@ -1,0 +1,77 @@
+import pytest
+
+from flow.config import Backend, IOType, config_from_dict, config_to_dict, load_config
+from flow.errors import FlowError
+
+
+def test_defaults_and_round_trip():
+    cfg = config_from_dict({})
+    assert cfg.hls.backend is Backend.VIVADO and cfg.hls.io_type is IOType.PARALLEL
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_config_is_frozen():
+    cfg = config_from_dict({})
+    with pytest.raises(AttributeError):
+        cfg.seed = 3
+
+
+def test_nested_values_are_typed():
+    cfg = config_from_dict(
+        {"hls": {"backend": "Vitis", "io_type": "io_stream", "layers": {"conv1": {"reuse_factor": 4}}}}
+    )
+    assert cfg.hls.backend is Backend.VITIS
+    assert cfg.hls.layers["conv1"].reuse_factor == 4
+    assert config_from_dict({"model": {"filters": [3, 5]}}).model.filters == (3, 5)
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"trian": {}}, "unknown key 'trian' (did you mean 'train'?)"),
+        ({"hls": {"bakend": "Vivado"}}, "unknown key 'hls.bakend' (did you mean 'backend'?)"),
+        ({"hls": {"io_type": "io_strem"}}, "hls.io_type: got 'io_strem' (did you mean 'io_stream'?)"),
+        ({"hls": {"backend": "Quartus"}}, "allowed: Vivado, Vitis"),
+        ({"train": {"epochs": -1}}, "train.epochs: got -1, allowed range [0, 10000]"),
+        ({"train": {"epochs": 2.5}}, "train.epochs: got 2.5, expected an integer"),
+        ({"seed": True}, "seed: got True, expected an integer"),
+        ({"data": {"test_fraction": 1.0}}, "data.test_fraction: got 1.0, allowed range (0, 1)"),
+        ({"model": {"weight_bits": 40}}, "model.weight_bits: got 40, allowed range [2, 16]"),
+        ({"model": {"filters": [4, "x"]}}, "model.filters[1]: got 'x', expected an integer"),
+        ({"model": {"filters": 4}}, "model.filters: got 4, expected a list of an integer"),
+        ({"hls": {"layers": {"c1": {"reuse_factor": 0}}}}, "hls.layers.c1.reuse_factor: got 0"),
+        ({"hls": {"layers": {"c1": {"precison": {}}}}}, "unknown key 'hls.layers.c1.precison'"),
+        ({"board": {"name": "zcu104", "part": "xc7a35t"}}, "not both"),
+        ({"model": {"name": None}}, "give either 'name'"),
+        ({"data": {"name": "npz"}}, "data.path: required"),
+        ({"rank": {"method": "l1"}}, "unknown key 'rank.method'"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(data, expected):
+    with pytest.raises(FlowError) as err:
+        config_from_dict(data, "cfg.yaml")
+    assert expected in str(err.value)
+    assert str(err.value).startswith("cfg.yaml")
+
+
+def test_load_config_errors_name_the_file(tmp_path):
+    with pytest.raises(FlowError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {name: digits\n")
+    with pytest.raises(FlowError, match=r"bad.yaml: not valid YAML"):
+        load_config(bad)
+    unsafe = tmp_path / "unsafe.yaml"
+    unsafe.write_text("seed: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(FlowError, match="not valid YAML"):
+        load_config(unsafe)
+
+
+def test_every_example_config_loads():
+    from pathlib import Path
+
+    examples = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        load_config(path)

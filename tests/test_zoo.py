@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from flow.config import DataConfig, ModelConfig, TrainConfig, ZooName
+from flow.data import fit_to_shape, load_dataset
+from flow.errors import FlowError
+from flow.modelio import check_model, custom_objects, load_model, save_model
+from flow.training import seed_everything, train_model
+from flow.zoo import build_model
+
+SHAPES = {ZooName.LENET: (16, 16, 1), ZooName.VGG_TINY: (32, 32, 3), ZooName.RESNET_TINY: (16, 16, 3)}
+
+
+@pytest.mark.parametrize("name", list(ZooName))
+@pytest.mark.parametrize("bits", [4, 8])
+def test_zoo_models_are_fully_quantized_with_linear_logits(name, bits):
+    cfg = ModelConfig(name=name, weight_bits=bits, act_bits=bits)
+    model = build_model(cfg, SHAPES[name], 7)
+    check_model(model)
+    assert model.output_shape == (None, 7)
+    logits = model.layers[-1]
+    assert type(logits).__name__ == "QDense" and logits.get_config()["activation"] == "linear"
+    quantizers = [layer.kernel_quantizer_internal for layer in model.layers if hasattr(layer, "kernel_quantizer")]
+    assert quantizers and all(q.bits == bits for q in quantizers)
+    kinds = {type(layer).__name__ for layer in model.layers}
+    assert "BatchNormalization" not in kinds and "Softmax" not in kinds
+    assert ("Add" in kinds) == (name is ZooName.RESNET_TINY)
+
+
+def test_zoo_bad_filters():
+    with pytest.raises(FlowError, match="lenet has 2 conv layers, got 3"):
+        build_model(ModelConfig(filters=(1, 2, 3)), (16, 16, 1), 10)
+    with pytest.raises(FlowError, match=r"filters\[0\] == filters\[2\]"):
+        build_model(ModelConfig(name=ZooName.RESNET_TINY, filters=(4, 4, 5)), (16, 16, 1), 10)
+    with pytest.raises(FlowError, match="too small"):
+        build_model(ModelConfig(name=ZooName.VGG_TINY), (4, 4, 3), 10)
+
+
+def test_training_is_deterministic_under_a_seed():
+    ds = fit_to_shape(load_dataset(DataConfig(n_train=200, n_test=50), 0), (8, 8, 1), 8)
+    cfg = ModelConfig(filters=(2, 4), dense_units=8)
+
+    def trained(seed):
+        seed_everything(seed)
+        model = build_model(cfg, (8, 8, 1), 10)
+        train_model(model, ds, TrainConfig(epochs=2), seed)
+        return model.get_weights()
+
+    first, second, other = trained(5), trained(5), trained(6)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = build_model(ModelConfig(name=ZooName.RESNET_TINY), (8, 8, 1), 10)
+    path = save_model(model, tmp_path / "m.h5")
+    loaded = load_model(path)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    assert "QConv2D" in custom_objects()
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FlowError, match=r"model\.path: file not found"):
+        load_model(tmp_path / "none.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_text("junk")
+    with pytest.raises(FlowError, match=r"junk\.h5: cannot load as a QKeras model"):
+        load_model(junk)
+
+
+def _keras_model(*layers):
+    import tensorflow as tf
+
+    inp = tf.keras.layers.Input((8, 8, 1), name="img")
+    x = inp
+    for layer in layers:
+        x = layer(x)
+    return tf.keras.Model(inp, x)
+
+
+def test_check_model_names_unquantized_and_unsupported_layers():
+    import tensorflow as tf
+    from qkeras import QConv2D, QDense, quantized_bits
+
+    layers = tf.keras.layers
+    with pytest.raises(FlowError, match=r"layer 'plain' \(Conv2D\) is not quantized: use QConv2D"):
+        check_model(_keras_model(layers.Conv2D(2, 3, name="plain")))
+    with pytest.raises(FlowError, match=r"layer 'up' \(UpSampling2D\) is not supported"):
+        check_model(_keras_model(layers.UpSampling2D(name="up")))
+    with pytest.raises(FlowError, match=r"layer 'fc' \(QDense\) has no kernel_quantizer"):
+        check_model(_keras_model(layers.Flatten(), QDense(3, name="fc")))
+    q = quantized_bits(6, 0, alpha=1)
+    check_model(_keras_model(QConv2D(2, 3, kernel_quantizer=q, bias_quantizer=q, name="ok")))
