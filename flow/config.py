@@ -42,6 +42,13 @@ class IOType(enum.StrEnum):
     STREAM = "io_stream"
 
 
+class OptLevel(enum.StrEnum):
+    O0 = "O0"
+    O1 = "O1"
+    O2 = "O2"
+    O3 = "O3"
+
+
 class Strategy(enum.StrEnum):
     LATENCY = "Latency"
     RESOURCE = "Resource"
@@ -99,6 +106,7 @@ class HlsConfig:
     default_precision: str = "fixed<16,6>"  # for layers whose precision QKeras does not fix
     input_precision: str | None = None  # null = exactly the data grid: ufixed<input_frac_bits+1, 1>
     project_name: str = "myproject"
+    csim_opt: OptLevel = OptLevel.O3  # g++ optimisation of the C-sim library (O1 compiles ~40 % faster)
     layers: dict[str, LayerOverride] = field(default_factory=dict)  # per-layer overrides by layer name
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,8 +98,13 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
     return graph, config
 
 
-def compile_project(project: HlsProject) -> Path:
-    """Build the C-simulation library with the project's own build_lib.sh; returns the .so path."""
+def compile_project(project: HlsProject, opt_level: str = "O3") -> Path:
+    """Build the C-simulation library with the project's own build_lib.sh at ``-<opt_level>``; returns the .so."""
+    script = project.directory / "build_lib.sh"
+    text = re.sub(r'CFLAGS="-O\d', f'CFLAGS="-{opt_level}', script.read_text(), count=1)
+    if f'CFLAGS="-{opt_level}' not in text:
+        raise FlowError(f'{script}: no CFLAGS="-O<n> line to set the optimisation level {opt_level}')
+    script.write_text(text)
     result = subprocess.run(
         ["bash", "build_lib.sh"], cwd=project.directory, capture_output=True, text=True, check=False
     )
@@ -117,7 +123,7 @@ def convert(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_di
     """Write the hls4ml project and compile its C-simulation library. Returns (project, hls4ml config)."""
     graph, config = write_project(model, cfg, board, input_frac_bits, output_dir)
     project = project_of(graph, cfg, output_dir)
-    compile_project(project)
+    compile_project(project, cfg.csim_opt.value)
     return project, config
 
 

@@ -29,3 +29,72 @@ def tiny_cfg_dict() -> dict:
 @pytest.fixture
 def tiny_cfg(tiny_cfg_dict):
     return config_from_dict(tiny_cfg_dict, "tiny")
+
+
+# ---- the C-sim matrix: every zoo model at 4 and 8 bits, io_parallel/io_stream, Vivado/Vitis ----
+
+ZOO_CASES = {  # model -> (data section, model input shape); small shapes keep g++ and training quick
+    "lenet": ({"name": "digits", "n_train": 300, "n_test": 40}, [8, 8, 1]),
+    "vgg_tiny": ({"name": "synthetic", "shape": [16, 16, 3], "samples": 240, "classes": 5}, [16, 16, 3]),
+    "resnet_tiny": ({"name": "synthetic", "shape": [8, 8, 3], "samples": 240, "classes": 5}, [8, 8, 3]),
+}
+BITS = (4, 8)
+IO_TYPES = ("io_parallel", "io_stream")
+BACKENDS = ("Vivado", "Vitis")
+
+
+def zoo_config(model: str, bits: int, io_type: str = "io_parallel", backend: str = "Vivado"):
+    data, shape = ZOO_CASES[model]
+    return config_from_dict(
+        {
+            "seed": 2,
+            "data": data,
+            "model": {"name": model, "input_shape": shape, "weight_bits": bits, "act_bits": bits},
+            "train": {"epochs": 1},
+            "hls": {"io_type": io_type, "backend": backend, "csim_opt": "O1"},
+        },
+        f"zoo:{model}:{bits}",
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_zoo():
+    """(model name, bits) -> (trained QKeras model, dataset), trained once per session."""
+    import tempfile
+    from pathlib import Path
+
+    from flow.state import RunState
+    from flow.steps import need_data, step_load, step_train
+
+    zoo = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in ZOO_CASES:
+            for bits in BITS:
+                cfg = zoo_config(model, bits)
+                state = RunState(out=Path(tmp) / f"{model}_{bits}")
+                state = step_train(step_load(state, cfg), cfg)
+                state = need_data(state, cfg, "test")
+                zoo[(model, bits)] = (state.model, state.data)
+    return zoo
+
+
+@pytest.fixture(scope="session")
+def compiled_zoo(trained_zoo, tmp_path_factory):
+    """(model, bits, io_type, backend) -> HlsProject, written one by one and compiled in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flow.boards import resolve_board
+    from flow.hls import compile_project, project_of, write_project
+
+    root = tmp_path_factory.mktemp("zoo_projects")
+    projects = {}
+    for (model, bits), (keras_model, _) in trained_zoo.items():
+        for io_type in IO_TYPES:
+            for backend in BACKENDS:
+                cfg = zoo_config(model, bits, io_type, backend)
+                out = root / f"{model}_{bits}_{io_type}_{backend}"
+                graph, _ = write_project(keras_model, cfg.hls, resolve_board(cfg.board), 8, out)
+                projects[(model, bits, io_type, backend)] = project_of(graph, cfg.hls, out)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(lambda p: compile_project(p, "O1"), projects.values()))
+    return projects
