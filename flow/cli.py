@@ -52,6 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", help="comma-separated steps to run (default: the config's or all)")
     run.set_defaults(func=_cmd_run)
 
+    rank = sub.add_parser(
+        "rank", parents=[common], help="rank filters/neurons by vulnerability (trains first if needed)"
+    )
+    rank.add_argument("config", help="YAML run configuration")
+    rank.add_argument("--out", help="output directory (default: the config's 'out')")
+    rank.add_argument("--method", help="override rank.method: l1, l2, gradient, taylor or fi")
+    rank.add_argument("--compare", action="store_true", help="run every method and validate each against fi")
+    rank.set_defaults(func=_cmd_rank)
+
     steps = sub.add_parser("steps", parents=[common], help="list the pipeline steps")
     steps.set_defaults(func=_cmd_steps)
     boards = sub.add_parser("boards", parents=[common], help="list the known boards")
@@ -73,8 +82,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     steps = resolve_steps(args.steps.split(",") if args.steps else cfg.steps)
     out = Path(args.out or cfg.out)
-    state = run(cfg, out, steps)
-    print(f"ftflow: {args.config} -> {out}")
+    _print_summary(args.config, out, run(cfg, out, steps))
+    return 0
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+
+    from flow.config import config_from_dict, config_to_dict, load_config
+    from flow.state import read_manifest
+    from flow.steps import run
+
+    cfg = load_config(args.config)
+    overrides = {"compare": args.compare or cfg.rank.compare}
+    if args.method:
+        overrides["method"] = args.method
+    plain = config_to_dict(cfg)
+    plain["rank"].update(overrides)
+    cfg = config_from_dict(plain, f"{args.config} (with --method/--compare)")
+    out = Path(args.out or cfg.out)
+    steps = ["rank"] if "model" in read_manifest(out) else ["load", "train", "rank"]
+    _print_summary(args.config, out, run(cfg, out, steps))
+    return 0
+
+
+def _print_summary(config: str, out: Path, state) -> None:
+    print(f"ftflow: {config} -> {out}")
     for step, values in state.summary.items():
         print(f"  {step:<8} " + ", ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
     verify = state.summary.get("verify")
@@ -82,7 +114,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         verdict = "yes" if verify["bit_exact"] else "NO"
         print(f"  bit-exact C-sim vs QKeras: {verdict} on {verify['n_samples']} test samples")
     print(f"  outputs: {out}/ (report: {out / 'verify' / 'report.json'})" if verify else f"  outputs: {out}/")
-    return 0
 
 
 def _cmd_steps(args: argparse.Namespace) -> int:

@@ -124,9 +124,35 @@ class VerifyConfig:
     require_bit_exact: bool = True  # fail the run when C-sim differs from QKeras
 
 
+class RankMethod(enum.StrEnum):
+    L1 = "l1"
+    L2 = "l2"
+    GRADIENT = "gradient"
+    TAYLOR = "taylor"
+    FI = "fi"
+
+
+class Split(enum.StrEnum):
+    TRAIN = "train"
+    VAL = "val"
+    TEST = "test"
+
+
+class Sampling(enum.StrEnum):
+    STATISTICAL = "statistical"
+    EXHAUSTIVE = "exhaustive"
+
+
 @dataclass(frozen=True)
 class RankConfig:
-    """Filled by the vulnerability-ranking work."""
+    method: RankMethod = RankMethod.GRADIENT  # the ranking later steps use
+    images: int = field(default=100, metadata=rng(1))  # images scored by gradient, taylor and fi
+    split: Split = Split.TEST  # where those images come from (the first `images` of it)
+    compare: bool = False  # also compute every method and validate each against fi (rank/validation.json)
+    fi_sampling: Sampling = Sampling.STATISTICAL  # per channel: Leveugle sample of its bits, or all of them
+    fi_margin: float = field(default=0.05, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
+    fi_confidence: float = field(default=0.95, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
+    fi_p: float = field(default=0.5, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
 
 
 @dataclass(frozen=True)

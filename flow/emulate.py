@@ -77,6 +77,7 @@ class FaultEmulator:
         self._variables = {key: getattr(model.get_layer(key[0]), key[1]) for key in self.arrays}
         self._original = {key: var.numpy().copy() for key, var in self._variables.items()}
         self.quantized = {key: self._quantize(key) for key in self.arrays}
+        self._dirty: set[tuple[str, str]] = set()
 
     def _quantize(self, key: tuple[str, str]) -> np.ndarray:
         layer = self.model.get_layer(key[0])
@@ -111,11 +112,13 @@ class FaultEmulator:
         for key, values in self.faulty_values(faults).items():
             differs = values != self.quantized[key]
             self._variables[key].assign(np.where(differs, values, self._original[key]).astype(np.float32))
+            self._dirty.add(key)
 
     def restore(self) -> None:
-        """Put every weight back as it was."""
-        for key, var in self._variables.items():
-            var.assign(self._original[key])
+        """Put every faulty weight array back as it was."""
+        for key in self._dirty:
+            self._variables[key].assign(self._original[key])
+        self._dirty.clear()
 
     @contextmanager
     def injected(self, faults: Iterable[Fault]) -> Iterator[None]:

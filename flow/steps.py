@@ -145,14 +145,46 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     return state
 
 
+def step_rank(state: RunState, cfg: RunConfig) -> RunState:
+    """Rank every filter and neuron by vulnerability (rank.method; all methods + validation if rank.compare)."""
+    from flow.config import RankMethod
+    from flow.rank import rank_model
+    from flow.rank_report import plot_ranking, validate, write_ranking
+
+    state = need_data(state, cfg, "rank")
+    out = state.step_dir("rank")
+    split = cfg.rank.split.value
+    x = getattr(state.data, f"x_{split}")[: cfg.rank.images]
+    y = getattr(state.data, f"y_{split}")[: cfg.rank.images]
+    methods = list(RankMethod) if cfg.rank.compare else [cfg.rank.method]
+    rankings = {}
+    for method in methods:
+        rankings[method.value] = rank_model(state.model, x, y, method, cfg.rank, cfg.seed)
+        write_ranking(rankings[method.value], out / f"ranking_{method.value}.json")
+    chosen = rankings[cfg.rank.method.value]
+    state.record(ranking=write_ranking(chosen, out / "ranking.json"))
+    plot_ranking(chosen, out / "vulnerability.png")
+    summary = {
+        "method": chosen.method,
+        "seconds": round(chosen.seconds, 3),
+        "channels": sum(map(len, chosen.scores.values())),
+    }
+    if cfg.rank.compare:
+        report = validate(rankings)
+        (out / "validation.json").write_text(json.dumps(report, indent=2))
+        summary.update({f"rho_{m}": r["global"]["spearman"] for m, r in report["methods"].items()})
+    return state.with_summary("rank", **summary)
+
+
 Step = Callable[[RunState, RunConfig], RunState]
 STEPS: dict[str, Step] = {
     "load": step_load,
     "train": step_train,
+    "rank": step_rank,
     "convert": step_convert,
     "verify": step_verify,
 }
-DEFAULT_STEPS: tuple[str, ...] = ("load", "train", "convert", "verify")
+DEFAULT_STEPS: tuple[str, ...] = ("load", "train", "rank", "convert", "verify")
 
 
 def resolve_steps(names: Sequence[str] | None) -> list[str]:

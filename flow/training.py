@@ -41,6 +41,19 @@ def train_model(model, ds: Dataset, cfg: TrainConfig, seed: int) -> dict:
     return {"history": history, "test_accuracy": accuracy(model, ds.x_test, ds.y_test)}
 
 
+def inference_fn(model):
+    """A graph-compiled forward pass ``x -> logits`` (about 10x faster than eager calls of QKeras layers).
+
+    It reads the model's variables at call time, so weight faults written into them are seen."""
+    import tensorflow as tf
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def forward(x):
+        return model(x, training=False)
+
+    return forward
+
+
 def logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Model outputs as float32 (N, classes)."""
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)

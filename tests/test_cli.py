@@ -43,7 +43,7 @@ def test_run_end_to_end_then_resume(tmp_path, tiny_cfg_dict):
                      "verify/logits_csim.npy", "config.yaml"]:  # fmt: skip
         assert (out / artefact).exists(), artefact
     times = json.loads((out / "time_per_step.json").read_text())
-    assert set(times) == {"load", "train", "convert", "verify"}
+    assert set(times) == {"load", "train", "rank", "convert", "verify"}
     keras_logits = np.load(out / "verify" / "logits_keras.npy")
 
     (out / "verify" / "report.json").unlink()

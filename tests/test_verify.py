@@ -42,7 +42,13 @@ def test_mismatch_is_located_per_layer(tmp_path, tiny_cfg_dict):
     by_layer = {row["layer"]: row for row in report["per_layer"]}
     assert by_layer["conv1"]["bit_exact"] is True and by_layer["pool1"]["bit_exact"] is True
     assert by_layer["conv2"]["max_abs_diff"] > 0
-    assert set(json.loads((tmp_path / "time_per_step.json").read_text())) == {"load", "train", "convert", "verify"}
+    assert set(json.loads((tmp_path / "time_per_step.json").read_text())) == {
+        "load",
+        "train",
+        "rank",
+        "convert",
+        "verify",
+    }
 
 
 def test_unknown_layer_override_is_a_clear_error(tmp_path, tiny_cfg_dict):
