@@ -160,9 +160,36 @@ class PruneConfig:
     """Filled by the pruning work."""
 
 
+class HardenMode(enum.StrEnum):
+    SELECTIVE = "selective"  # duplicate the selected channels (DMR), policy min or range
+    SELECTIVE_TMR = "selective_tmr"  # two copies of the selected channels, policy vote
+    FULL_DMR = "full_dmr"  # duplicate every channel (baseline)
+    FULL_TMR = "full_tmr"  # triplicate every channel (baseline)
+
+
+class Selection(enum.StrEnum):
+    RATIO = "ratio"  # top max(1, int(C * ratio)) channels of each layer by vulnerability
+    BUDGET = "budget"  # greedy by vulnerability per cost until the extra MACs/params reach budget %
+    LIST = "list"  # exactly the channels given in `channels`
+
+
+class CostMetric(enum.StrEnum):
+    MACS = "macs"
+    PARAMS = "params"
+
+
 @dataclass(frozen=True)
 class HardenConfig:
-    """Filled by the hardening work."""
+    mode: HardenMode = HardenMode.SELECTIVE
+    policy: str | None = None  # min | range (DMR modes), vote (TMR modes); null = min for DMR, vote for TMR
+    selection: Selection = Selection.RATIO
+    ratio: float = field(default=0.3, metadata=rng(0, 1, min_exclusive=True))  # fraction of channels per layer
+    budget: float = field(default=20.0, metadata=rng(0, None, min_exclusive=True))  # % of the baseline's cost
+    budget_metric: CostMetric = CostMetric.MACS
+    channels: dict[str, tuple[int, ...]] = field(default_factory=dict)  # selection list: layer -> channels
+    layers: tuple[str, ...] | None = None  # layers to harden; null = every QConv2D and QDense
+    clip: bool = False  # Ranger-style clamp of every corrected channel to its profiled [lo, hi]
+    profile_samples: int = field(default=2000, metadata=rng(1))  # training images profiled for [lo, hi]
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,9 @@ def hls_config(model, cfg: HlsConfig, input_frac_bits: int, trace: bool = False)
     """hls4ml config at 'name' granularity, with strategy, reuse and per-layer overrides from the run config."""
     import hls4ml
 
+    from flow.hls_ext import register_correction
+
+    register_correction()
     config = hls4ml.utils.config_from_keras_model(
         model, granularity="name", backend=cfg.backend.value, default_precision=cfg.default_precision
     )
@@ -78,6 +81,9 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
     hls4ml's console output goes to ``<output_dir>.log``. Returns (graph, hls4ml config)."""
     import hls4ml
 
+    from flow.hls_ext import register_correction
+
+    register_correction()
     config = hls_config(model, cfg, input_frac_bits, trace)
     output_dir.mkdir(parents=True, exist_ok=True)
     with open(output_dir.parent / f"{output_dir.name}.log", "w") as log_file, contextlib.redirect_stdout(log_file):

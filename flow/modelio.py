@@ -10,7 +10,7 @@ from flow.errors import FlowError
 SUPPORTED_LAYERS = {
     "InputLayer", "QConv2D", "QDense", "QActivation", "MaxPooling2D", "AveragePooling2D", "Flatten",
     "Add", "Concatenate", "Reshape", "Dropout", "ZeroPadding2D", "QConv2DBatchnorm", "QDenseBatchnorm",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Correction",
 }  # fmt: skip
 UNQUANTIZED = {
     "Conv2D": "QConv2D", "Dense": "QDense", "Activation": "QActivation", "ReLU": "QActivation",
@@ -19,10 +19,12 @@ UNQUANTIZED = {
 
 
 def custom_objects() -> dict:
-    """QKeras classes and quantizers needed to load a saved QKeras model."""
+    """QKeras classes and quantizers, and ftflow's Correction layer, needed to load a saved model."""
     from qkeras.utils import _add_supported_quantized_objects
 
-    objects: dict = {}
+    from flow.correction import Correction
+
+    objects: dict = {"Correction": Correction}
     _add_supported_quantized_objects(objects)
     return objects
 

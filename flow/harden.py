@@ -1,0 +1,259 @@
+"""Selective hardening of a QKeras model: duplicate (or triplicate) the most vulnerable filters/neurons and
+merge every original/copy group in a Correction layer placed right after the layer, before any non-linearity.
+
+A hardened layer keeps its name and gets C + E output channels: the C originals in order, then the copies
+(selected channels in ascending order; TMR: first copies, then second copies). Downstream layers are untouched,
+so with no fault the hardened model computes exactly the baseline's outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from flow.config import CostMetric, HardenConfig, HardenMode, Selection
+from flow.correction import Policy
+from flow.emulate import weight_layers
+from flow.errors import FlowError
+from flow.rank import Ranking
+from flow.schema import closest
+
+TMR_MODES = (HardenMode.SELECTIVE_TMR, HardenMode.FULL_TMR)
+
+
+def resolve_policy(cfg: HardenConfig) -> Policy:
+    """The correction policy, checked against the mode."""
+    tmr = cfg.mode in TMR_MODES
+    if cfg.policy is None:
+        return Policy.VOTE if tmr else Policy.MIN
+    allowed = [Policy.VOTE.value] if tmr else [Policy.MIN.value, Policy.RANGE.value]
+    if cfg.policy not in allowed:
+        raise FlowError(
+            f"harden.policy: got {cfg.policy!r}{closest(cfg.policy, allowed)} with mode '{cfg.mode.value}'; "
+            f"allowed with this mode: {', '.join(allowed)}"
+            + ("" if tmr else " (vote needs a TMR mode: selective_tmr or full_tmr)")
+        )
+    return Policy(cfg.policy)
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    channels: int
+    params_per_channel: int  # kernel weights + bias of one output channel
+    macs_per_channel: int  # multiply-accumulates of one output channel over the whole output map
+
+
+def layer_costs(model) -> dict[str, LayerCost]:
+    """Per QConv2D/QDense: channels, parameters and MACs of one output channel."""
+    costs = {}
+    for layer in weight_layers(model):
+        kernel = layer.kernel.shape
+        fan_in = int(np.prod(kernel[:-1]))
+        positions = int(np.prod(layer.output_shape[1:-1])) if len(layer.output_shape) > 2 else 1
+        bias = 1 if getattr(layer, "bias", None) is not None else 0
+        costs[layer.name] = LayerCost(int(kernel[-1]), fan_in + bias, fan_in * positions)
+    return costs
+
+
+def select_channels(model, ranking: Ranking | None, cfg: HardenConfig) -> dict[str, list[int]]:
+    """Channels to protect per layer (ascending), by ratio, budget, explicit list, or all (full modes)."""
+    costs = layer_costs(model)
+    layers = _target_layers(costs, cfg)
+    if cfg.mode in (HardenMode.FULL_DMR, HardenMode.FULL_TMR):
+        return {name: list(range(costs[name].channels)) for name in layers}
+    if cfg.selection is Selection.LIST:
+        return _explicit(costs, layers, cfg)
+    if ranking is None:
+        raise FlowError(f"harden: selection '{cfg.selection.value}' needs a vulnerability ranking; run step 'rank'")
+    missing = [name for name in layers if name not in ranking.scores]
+    if missing:
+        raise FlowError(f"harden: the ranking has no scores for layer(s) {missing}; rank this model again")
+    if cfg.selection is Selection.RATIO:
+        chosen = {}
+        for name in layers:
+            k = max(1, int(costs[name].channels * cfg.ratio))
+            chosen[name] = sorted(int(c) for c in ranking.order(name)[:k])
+        return chosen
+    return _by_budget(costs, layers, ranking, cfg)
+
+
+def _target_layers(costs: dict[str, LayerCost], cfg: HardenConfig) -> list[str]:
+    if cfg.layers is None:
+        return list(costs)
+    for name in cfg.layers:
+        if name not in costs:
+            raise FlowError(
+                f"harden.layers: no QConv2D/QDense layer named '{name}'{closest(name, list(costs))}; "
+                f"weight layers: {', '.join(costs)}"
+            )
+    return [name for name in costs if name in cfg.layers]
+
+
+def _explicit(costs: dict[str, LayerCost], layers: list[str], cfg: HardenConfig) -> dict[str, list[int]]:
+    if not cfg.channels:
+        raise FlowError("harden.channels: selection 'list' needs a mapping of layer names to channel lists")
+    chosen = {}
+    for name, channels in cfg.channels.items():
+        if name not in costs:
+            raise FlowError(
+                f"harden.channels: no QConv2D/QDense layer named '{name}'{closest(name, list(costs))}; "
+                f"weight layers: {', '.join(costs)}"
+            )
+        if name not in layers:
+            raise FlowError(f"harden.channels: layer '{name}' is not in harden.layers {list(layers)}")
+        bad = [c for c in channels if not 0 <= c < costs[name].channels]
+        if bad or len(set(channels)) != len(channels):
+            top = costs[name].channels - 1
+            raise FlowError(f"harden.channels.{name}: got {list(channels)}; channels must be distinct, in 0..{top}")
+        chosen[name] = sorted(channels)
+    return chosen
+
+
+def _by_budget(costs: dict[str, LayerCost], layers: list[str], ranking: Ranking, cfg: HardenConfig) -> dict:
+    """Greedy: most vulnerability per unit of cost first, while the extra cost stays within the budget."""
+    copies = 2 if cfg.mode in TMR_MODES else 1
+
+    def unit_cost(name: str) -> int:
+        c = costs[name]
+        return copies * (c.macs_per_channel if cfg.budget_metric is CostMetric.MACS else c.params_per_channel)
+
+    total = sum(
+        c.channels * (c.macs_per_channel if cfg.budget_metric is CostMetric.MACS else c.params_per_channel)
+        for c in costs.values()
+    )
+    allowance = total * cfg.budget / 100.0
+    candidates = [
+        (float(ranking.scores[n][c]) / max(1, unit_cost(n)), n, c) for n in layers for c in range(costs[n].channels)
+    ]
+    chosen: dict[str, list[int]] = {n: [] for n in layers}
+    spent = 0
+    for score, name, channel in sorted(candidates, key=lambda t: (-t[0], t[1], t[2])):
+        if score <= 0:
+            break
+        if spent + unit_cost(name) <= allowance:
+            chosen[name].append(channel)
+            spent += unit_cost(name)
+    return {name: sorted(chs) for name, chs in chosen.items() if chs}
+
+
+def profile_bounds(model, layers: list[str], x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per channel min and max of each layer's output over ``x`` (the baseline's pre-activation ranges)."""
+    import tensorflow as tf
+
+    probe = tf.keras.Model(model.inputs, [model.get_layer(name).output for name in layers])
+    outputs = probe.predict(x, batch_size=256, verbose=0)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    bounds = {}
+    for name, out in zip(layers, outputs, strict=True):
+        flat = np.asarray(out, dtype=np.float64).reshape(-1, out.shape[-1])
+        bounds[name] = (flat.min(axis=0), flat.max(axis=0))
+    return bounds
+
+
+def harden_model(model, selection: dict[str, list[int]], cfg: HardenConfig, profile_x: np.ndarray | None = None):
+    """The hardened copy of ``model`` (the original is left untouched)."""
+    policy = resolve_policy(cfg)
+    copies = 2 if cfg.mode in TMR_MODES else 1
+    bounds = {}
+    if policy is Policy.RANGE or cfg.clip:
+        if profile_x is None:
+            raise FlowError("harden: policy 'range' and clip need training images to profile channel ranges")
+        bounds = profile_bounds(model, list(selection), profile_x)
+    for name in selection:
+        activation = model.get_layer(name).get_config().get("activation")
+        if activation not in (None, "linear"):
+            raise FlowError(
+                f"layer '{name}' has a built-in activation {activation!r}: the correction must come before any "
+                "non-linearity; use a separate QActivation layer"
+            )
+
+    def expand(layer, inputs):
+        return _hardened_layer(layer, inputs, selection[layer.name], copies, policy, cfg.clip, bounds.get(layer.name))
+
+    return rebuild(model, {name: expand for name in selection if selection[name]})
+
+
+def _hardened_layer(layer, inputs, chosen: list[int], copies: int, policy: Policy, clip: bool, bounds):
+    from flow.correction import Correction
+
+    channels = int(layer.kernel.shape[-1])
+    config = layer.get_config()
+    key = "filters" if "filters" in config else "units"
+    config[key] = channels + copies * len(chosen)
+    wide = type(layer).from_config(config)
+    out = wide(inputs)
+    kernel, *bias = layer.get_weights()
+    order = list(range(channels)) + chosen * copies
+    wide.set_weights([kernel[..., order]] + [b[order] for b in bias])
+    sources = [[c] for c in range(channels)]
+    for n in range(copies):
+        for j, c in enumerate(chosen):
+            sources[c].append(channels + n * len(chosen) + j)
+    lo, hi = (None, None) if bounds is None else ([float(v) for v in bounds[0]], [float(v) for v in bounds[1]])
+    return Correction(sources, policy.value, lo, hi, clip, name=f"{layer.name}_correction")(out)
+
+
+def rebuild(model, replace: dict):
+    """Rebuild a functional model layer by layer (fresh layers, copied weights); ``replace[name](layer, inputs)``
+    builds the output of that layer instead."""
+    import tensorflow as tf
+
+    from flow.modelio import custom_objects
+
+    config = model.get_config()
+    tensors = {}
+    with tf.keras.utils.custom_object_scope(custom_objects()):
+        for spec in config["layers"]:
+            layer = model.get_layer(spec["name"])
+            if spec["class_name"] == "InputLayer":
+                tensors[layer.name] = tf.keras.Input(shape=layer.input_shape[0][1:], name=layer.name)
+                continue
+            nodes = spec["inbound_nodes"]
+            if len(nodes) != 1:
+                raise FlowError(f"layer '{layer.name}' is used {len(nodes)} times; shared layers are not supported")
+            args = [tensors[inbound[0]] for inbound in nodes[0]]
+            inputs = args[0] if len(args) == 1 else args
+            if layer.name in replace:
+                tensors[layer.name] = replace[layer.name](layer, inputs)
+            else:
+                fresh = type(layer).from_config(layer.get_config())
+                tensors[layer.name] = fresh(inputs)
+                fresh.set_weights(layer.get_weights())
+    outputs = [tensors[name] for name, *_ in config["output_layers"]]
+    return tf.keras.Model(
+        [tensors[name] for name, *_ in config["input_layers"]],
+        outputs[0] if len(outputs) == 1 else outputs,
+        name=model.name,
+    )
+
+
+def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: HardenConfig) -> dict:
+    """Parameters, MACs and extra channels per layer and in total, baseline vs hardened."""
+    base, hard = layer_costs(baseline), layer_costs(hardened)
+    rows = {}
+    for name, b in base.items():
+        h = hard[name]
+        rows[name] = {
+            "channels": b.channels,
+            "extra_channels": h.channels - b.channels,
+            "protected": selection.get(name, []),
+            "params": b.params_per_channel * b.channels,
+            "params_hardened": h.params_per_channel * h.channels,
+            "macs": b.macs_per_channel * b.channels,
+            "macs_hardened": h.macs_per_channel * h.channels,
+        }
+    total = {
+        key: sum(r[key] for r in rows.values())
+        for key in ("params", "params_hardened", "macs", "macs_hardened", "extra_channels")
+    }
+    total["params_overhead_pct"] = round(100.0 * (total["params_hardened"] / total["params"] - 1.0), 3)
+    total["macs_overhead_pct"] = round(100.0 * (total["macs_hardened"] / total["macs"] - 1.0), 3)
+    return {
+        "mode": cfg.mode.value,
+        "policy": resolve_policy(cfg).value,
+        "selection": cfg.selection.value if cfg.mode not in (HardenMode.FULL_DMR, HardenMode.FULL_TMR) else "all",
+        "clip": cfg.clip,
+        "layers": rows,
+        "total": total,
+    }
