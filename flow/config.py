@@ -167,6 +167,12 @@ class HardenMode(enum.StrEnum):
     FULL_TMR = "full_tmr"  # triplicate every channel (baseline)
 
 
+class Policy(enum.StrEnum):
+    MIN = "min"  # element-wise minimum of the copies (the paper's)
+    RANGE = "range"  # the copy inside the profiled [lo, hi]
+    VOTE = "vote"  # median of three (TMR)
+
+
 class Selection(enum.StrEnum):
     RATIO = "ratio"  # top max(1, int(C * ratio)) channels of each layer by vulnerability
     BUDGET = "budget"  # greedy by vulnerability per cost until the extra MACs/params reach budget %
@@ -181,7 +187,7 @@ class CostMetric(enum.StrEnum):
 @dataclass(frozen=True)
 class HardenConfig:
     mode: HardenMode = HardenMode.SELECTIVE
-    policy: str | None = None  # min | range (DMR modes), vote (TMR modes); null = min for DMR, vote for TMR
+    policy: Policy | None = None  # min | range (DMR modes), vote (TMR modes); null = min for DMR, vote for TMR
     selection: Selection = Selection.RATIO
     ratio: float = field(default=0.3, metadata=rng(0, 1, min_exclusive=True))  # fraction of channels per layer
     budget: float = field(default=20.0, metadata=rng(0, None, min_exclusive=True))  # % of the baseline's cost
@@ -190,6 +196,24 @@ class HardenConfig:
     layers: tuple[str, ...] | None = None  # layers to harden; null = every QConv2D and QDense
     clip: bool = False  # Ranger-style clamp of every corrected channel to its profiled [lo, hi]
     profile_samples: int = field(default=2000, metadata=rng(1))  # training images profiled for [lo, hi]
+
+    @property
+    def tmr(self) -> bool:
+        return self.mode in (HardenMode.SELECTIVE_TMR, HardenMode.FULL_TMR)
+
+    @property
+    def resolved_policy(self) -> Policy:
+        """The policy, defaulting to min (DMR modes) or vote (TMR modes)."""
+        return self.policy or (Policy.VOTE if self.tmr else Policy.MIN)
+
+    def __post_init__(self) -> None:
+        allowed = (Policy.VOTE,) if self.tmr else (Policy.MIN, Policy.RANGE)
+        if self.resolved_policy not in allowed:
+            hint = "" if self.tmr else " (vote needs a TMR mode: selective_tmr or full_tmr)"
+            raise FlowError(
+                f"policy: got '{self.resolved_policy.value}' with mode '{self.mode.value}'; allowed with this mode: "
+                f"{', '.join(p.value for p in allowed)}{hint}"
+            )
 
 
 @dataclass(frozen=True)

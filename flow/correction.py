@@ -12,17 +12,10 @@ the input channels holding copies of output channel c (the original first; 1, 2 
 
 from __future__ import annotations
 
-import enum
-
 import numpy as np
 
+from flow.config import Policy
 from flow.errors import FlowError
-
-
-class Policy(enum.StrEnum):
-    MIN = "min"
-    RANGE = "range"
-    VOTE = "vote"
 
 
 def _keras_layer_base():

@@ -12,29 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from flow.config import CostMetric, HardenConfig, HardenMode, Selection
-from flow.correction import Policy
+from flow.config import CostMetric, HardenConfig, HardenMode, Policy, Selection
 from flow.emulate import weight_layers
 from flow.errors import FlowError
 from flow.rank import Ranking
 from flow.schema import closest
-
-TMR_MODES = (HardenMode.SELECTIVE_TMR, HardenMode.FULL_TMR)
-
-
-def resolve_policy(cfg: HardenConfig) -> Policy:
-    """The correction policy, checked against the mode."""
-    tmr = cfg.mode in TMR_MODES
-    if cfg.policy is None:
-        return Policy.VOTE if tmr else Policy.MIN
-    allowed = [Policy.VOTE.value] if tmr else [Policy.MIN.value, Policy.RANGE.value]
-    if cfg.policy not in allowed:
-        raise FlowError(
-            f"harden.policy: got {cfg.policy!r}{closest(cfg.policy, allowed)} with mode '{cfg.mode.value}'; "
-            f"allowed with this mode: {', '.join(allowed)}"
-            + ("" if tmr else " (vote needs a TMR mode: selective_tmr or full_tmr)")
-        )
-    return Policy(cfg.policy)
 
 
 @dataclass(frozen=True)
@@ -112,7 +94,7 @@ def _explicit(costs: dict[str, LayerCost], layers: list[str], cfg: HardenConfig)
 
 def _by_budget(costs: dict[str, LayerCost], layers: list[str], ranking: Ranking, cfg: HardenConfig) -> dict:
     """Greedy: most vulnerability per unit of cost first, while the extra cost stays within the budget."""
-    copies = 2 if cfg.mode in TMR_MODES else 1
+    copies = 2 if cfg.tmr else 1
 
     def unit_cost(name: str) -> int:
         c = costs[name]
@@ -153,8 +135,8 @@ def profile_bounds(model, layers: list[str], x: np.ndarray) -> dict[str, tuple[n
 
 def harden_model(model, selection: dict[str, list[int]], cfg: HardenConfig, profile_x: np.ndarray | None = None):
     """The hardened copy of ``model`` (the original is left untouched)."""
-    policy = resolve_policy(cfg)
-    copies = 2 if cfg.mode in TMR_MODES else 1
+    policy = cfg.resolved_policy
+    copies = 2 if cfg.tmr else 1
     bounds = {}
     if policy is Policy.RANGE or cfg.clip:
         if profile_x is None:
@@ -251,7 +233,7 @@ def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: H
     total["macs_overhead_pct"] = round(100.0 * (total["macs_hardened"] / total["macs"] - 1.0), 3)
     return {
         "mode": cfg.mode.value,
-        "policy": resolve_policy(cfg).value,
+        "policy": cfg.resolved_policy.value,
         "selection": cfg.selection.value if cfg.mode not in (HardenMode.FULL_DMR, HardenMode.FULL_TMR) else "all",
         "clip": cfg.clip,
         "layers": rows,

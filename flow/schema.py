@@ -24,7 +24,7 @@ def closest(name: str, choices: list[str]) -> str:
 
 def build(cls: type, data: Any, source: str, path: str = "") -> Any:
     """Build dataclass ``cls`` from a mapping; messages read ``<source>: <path.key> ...``."""
-    where = f"{source}: {path}" if path else source
+    where = f"{source}: {path.rstrip('.')}" if path else source
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -43,8 +43,8 @@ def build(cls: type, data: Any, source: str, path: str = "") -> Any:
             values[name] = _convert(hints[name], data[name], source, f"{path}{name}", f.metadata)
     try:
         return cls(**values)
-    except (FlowError, TypeError, ValueError) as exc:  # cross-field checks in __post_init__
-        raise FlowError(f"{where}: {exc}") from None
+    except (FlowError, TypeError, ValueError) as exc:  # cross-field checks in __post_init__ name their key
+        raise FlowError(f"{source}: {path}{exc}") from None
 
 
 def _describe(tp: Any) -> str:

@@ -34,10 +34,14 @@ class RunState:
     def with_summary(self, step: str, **values: Any) -> RunState:
         return dataclasses.replace(self, summary={**self.summary, step: values})
 
-    def record(self, **artefacts: Path) -> None:
-        """Note artefacts (paths) in the manifest so later runs find them."""
+    def record(self, **artefacts: Path | None) -> None:
+        """Note artefacts (paths) in the manifest so later runs find them; None forgets one."""
         manifest = read_manifest(self.out)
-        manifest.update({k: str(Path(v).resolve().relative_to(self.out.resolve())) for k, v in artefacts.items()})
+        for key, value in artefacts.items():
+            if value is None:
+                manifest.pop(key, None)
+            else:
+                manifest[key] = str(Path(value).resolve().relative_to(self.out.resolve()))
         (self.out / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
     def artefact(self, key: str, needed_by: str, made_by: str) -> Path:

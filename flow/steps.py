@@ -19,7 +19,7 @@ from flow.data import Dataset, fit_to_shape, load_dataset
 from flow.errors import FlowError, VerificationError
 from flow.hls import HlsProject
 from flow.schema import closest
-from flow.state import RunState
+from flow.state import RunState, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def step_load(state: RunState, cfg: RunConfig) -> RunState:
         check_model(model)
         ds = fit_to_shape(raw, input_shape(model), cfg.data.input_frac_bits)
     (out / "data.json").write_text(json.dumps(ds.summary(), indent=2))
-    state.record(model=save_model(model, out / "model.h5"))
+    state.record(model=save_model(model, out / "model.h5"), unhardened_model=None, ranking=None)
     summary = ds.summary()
     state = dataclasses.replace(state, model=model, data=ds, project=None)
     return state.with_summary(
@@ -89,7 +89,7 @@ def step_train(state: RunState, cfg: RunConfig) -> RunState:
     out = state.step_dir("train")
     result = train_model(state.model, state.data, cfg.train, cfg.seed)
     (out / "history.json").write_text(json.dumps(result, indent=2))
-    state.record(model=save_model(state.model, out / "model.h5"))
+    state.record(model=save_model(state.model, out / "model.h5"), unhardened_model=None, ranking=None)
     return state.with_summary("train", epochs=cfg.train.epochs, test_accuracy=result["test_accuracy"])
 
 
@@ -128,6 +128,11 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     np.save(out / "logits_keras.npy", keras_logits)
     np.save(out / "logits_csim.npy", csim_logits)
     report = {**compare_logits(keras_logits, csim_logits, y), "backend": project.backend, "io_type": project.io_type}
+    if "unhardened_model" in read_manifest(state.out):  # a hardened model: with no fault = the unhardened one
+        from flow.modelio import load_model
+
+        baseline = load_model(state.artefact("unhardened_model", "verify", "harden"))
+        report["equals_unhardened"] = bool(np.array_equal(csim_logits, logits(baseline, x)))
     if not report["bit_exact"]:
         bad = np.flatnonzero(np.any(keras_logits != csim_logits, axis=1))[: cfg.verify.trace_samples]
         rows = trace_layers(
@@ -176,11 +181,53 @@ def step_rank(state: RunState, cfg: RunConfig) -> RunState:
     return state.with_summary("rank", **summary)
 
 
+def step_harden(state: RunState, cfg: RunConfig) -> RunState:
+    """Duplicate the most vulnerable filters/neurons and add correction layers (harden.*); checks that with no
+    fault the hardened model gives exactly the unhardened model's logits on the test set."""
+    from flow.harden import harden_model, overhead_summary, select_channels
+    from flow.modelio import load_model, save_model
+    from flow.rank_report import ranking_from_dict
+
+    manifest = read_manifest(state.out)
+    if state.model is None and "unhardened_model" in manifest:  # a rerun hardens the same model again
+        state = dataclasses.replace(state, model=load_model(state.artefact("unhardened_model", "harden", "load")))
+    state = need_data(state, cfg, "harden")
+    out = state.step_dir("harden")
+    ranking_path = state.out / manifest["ranking"] if "ranking" in manifest else None
+    ranking = (
+        ranking_from_dict(json.loads(ranking_path.read_text())) if ranking_path and ranking_path.is_file() else None
+    )
+    selection = select_channels(state.model, ranking, cfg.harden)
+    hardened = harden_model(state.model, selection, cfg.harden, state.data.x_train[: cfg.harden.profile_samples])
+    from flow.training import logits
+
+    baseline_logits, hardened_logits = logits(state.model, state.data.x_test), logits(hardened, state.data.x_test)
+    summary = overhead_summary(state.model, hardened, selection, cfg.harden)
+    summary["no_fault_bit_exact"] = bool(np.array_equal(baseline_logits, hardened_logits))
+    summary["ranking"] = ranking.method if ranking is not None else None
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if not summary["no_fault_bit_exact"] and not cfg.harden.clip:
+        raise RuntimeError("hardened model differs from the baseline with no fault (a bug: please report it)")
+    state.record(unhardened_model=_unhardened_path(state, manifest), model=save_model(hardened, out / "model.h5"))
+    state = dataclasses.replace(state, model=hardened, project=None)
+    total = summary["total"]
+    return state.with_summary(
+        "harden", mode=summary["mode"], policy=summary["policy"], extra_channels=total["extra_channels"],
+        macs_overhead_pct=total["macs_overhead_pct"], no_fault_bit_exact=summary["no_fault_bit_exact"],
+    )  # fmt: skip
+
+
+def _unhardened_path(state: RunState, manifest: dict) -> Path:
+    """Where the model that was hardened lives: kept from an earlier harden, else the current model's file."""
+    return state.out / manifest.get("unhardened_model", manifest["model"])
+
+
 Step = Callable[[RunState, RunConfig], RunState]
 STEPS: dict[str, Step] = {
     "load": step_load,
     "train": step_train,
     "rank": step_rank,
+    "harden": step_harden,
     "convert": step_convert,
     "verify": step_verify,
 }

@@ -98,3 +98,49 @@ def compiled_zoo(trained_zoo, tmp_path_factory):
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         list(pool.map(lambda p: compile_project(p, "O1"), projects.values()))
     return projects
+
+
+# ---- hardened zoo models in C-sim: every model x every mode/policy, plus io_stream and Vitis variants ----
+
+HARDEN_MODES = (
+    ("selective", "min"),
+    ("selective", "range"),
+    ("selective_tmr", "vote"),
+    ("full_dmr", "min"),
+    ("full_tmr", "vote"),
+)
+HARDEN_TARGETS = (  # (model, bits, io_type, backend)
+    *((model, 4, "io_parallel", "Vivado") for model in ZOO_CASES),
+    ("lenet", 8, "io_stream", "Vitis"),
+    ("resnet_tiny", 8, "io_stream", "Vivado"),
+    ("vgg_tiny", 8, "io_parallel", "Vitis"),
+)
+HARDEN_CASES = tuple((*target, mode, policy) for target in HARDEN_TARGETS for mode, policy in HARDEN_MODES)
+
+
+@pytest.fixture(scope="session")
+def compiled_hardened(trained_zoo, tmp_path_factory):
+    """case -> (hardened Keras model, HlsProject): hardened by l1 ranking (ratio 0.3), compiled in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flow.boards import resolve_board
+    from flow.harden import harden_model, select_channels
+    from flow.hls import compile_project, project_of, write_project
+    from flow.rank import Ranking, norm_scores
+
+    root = tmp_path_factory.mktemp("hardened_projects")
+    built = {}
+    for case in HARDEN_CASES:
+        model_name, bits, io_type, backend, mode, policy = case
+        keras_model, ds = trained_zoo[(model_name, bits)]
+        scores = norm_scores(keras_model, 1)
+        ranking = Ranking("l1", scores, {name: "x" for name in scores}, 0.0)
+        cfg = config_from_dict({"harden": {"mode": mode, "policy": policy}}).harden
+        hardened = harden_model(keras_model, select_channels(keras_model, ranking, cfg), cfg, ds.x_train)
+        run_cfg = zoo_config(model_name, bits, io_type, backend)
+        out = root / "_".join(map(str, case))
+        graph, _ = write_project(hardened, run_cfg.hls, resolve_board(run_cfg.board), 8, out)
+        built[case] = (hardened, project_of(graph, run_cfg.hls, out))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(lambda item: compile_project(item[1], "O1"), built.values()))
+    return built
