@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--compare", action="store_true", help="run every method and validate each against fi")
     rank.set_defaults(func=_cmd_rank)
 
+    inject = sub.add_parser("inject", parents=[common], help="run (or resume) the fault campaign of a converted run")
+    inject.add_argument("config", help="YAML run configuration")
+    inject.add_argument("--out", help="output directory (default: the config's 'out')")
+    inject.add_argument("--export", choices=["csv"], help="also write every fault's result to inject/results.csv")
+    inject.set_defaults(func=_cmd_inject)
+
     steps = sub.add_parser("steps", parents=[common], help="list the pipeline steps")
     steps.set_defaults(func=_cmd_steps)
     boards = sub.add_parser("boards", parents=[common], help="list the known boards")
@@ -102,6 +108,25 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     out = Path(args.out or cfg.out)
     steps = ["rank"] if "model" in read_manifest(out) else ["load", "train", "rank"]
     _print_summary(args.config, out, run(cfg, out, steps))
+    return 0
+
+
+def _cmd_inject(args: argparse.Namespace) -> int:
+    from flow.campaign import CampaignDB
+    from flow.config import load_config
+    from flow.steps import run
+
+    cfg = load_config(args.config)
+    out = Path(args.out or cfg.out)
+    state = run(cfg, out, ["inject"])
+    _print_summary(args.config, out, state)
+    if args.export == "csv":
+        db = CampaignDB(out / "inject" / "campaign.sqlite")
+        try:
+            path = db.export_csv(state.summary["inject"]["campaign"], out / "inject" / "results.csv")
+        finally:
+            db.close()
+        print(f"  results: {path}")
     return 0
 
 

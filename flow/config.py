@@ -216,9 +216,40 @@ class HardenConfig:
             )
 
 
+class FaultModel(enum.StrEnum):
+    FLIP = "flip"  # one bit flipped for the whole evaluation of that fault
+    STUCK0 = "stuck0"
+    STUCK1 = "stuck1"
+    BER = "ber"  # k flips at once, k ~ Binomial(targeted bits, ber)
+
+
+class FaultSampling(enum.StrEnum):
+    STATISTICAL = "statistical"  # Leveugle et al. sample size for margin/confidence/p
+    EXHAUSTIVE = "exhaustive"  # every targeted bit
+    COUNT = "count"  # `count` faults (also the number of trials for ber)
+
+
+class Target(enum.StrEnum):
+    WEIGHT = "weight"
+    BIAS = "bias"
+    CORRECTION = "correction"  # the correction layers' source maps and bounds
+
+
 @dataclass(frozen=True)
 class InjectConfig:
-    """Filled by the fault-injection work."""
+    model: FaultModel = FaultModel.FLIP
+    ber: float = field(default=1e-3, metadata=rng(0, 1, min_exclusive=True))  # bit error rate for model: ber
+    targets: tuple[Target, ...] = (Target.WEIGHT, Target.BIAS)
+    layers: tuple[str, ...] | None = None  # layers whose arrays are targeted; null = all
+    sampling: FaultSampling = FaultSampling.STATISTICAL
+    count: int = field(default=500, metadata=rng(1))  # faults for sampling: count, trials for ber
+    margin: float = field(default=0.01, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
+    confidence: float = field(default=0.95, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
+    p: float = field(default=0.5, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
+    samples: int = field(default=100, metadata=rng(1))  # test images evaluated under every fault
+    workers: int = field(default=0, metadata=rng(0, 256))  # processes; 0 = all cores
+    chunk: int = field(default=25, metadata=rng(1))  # faults per worker task and per database transaction
+    crosscheck: int = field(default=0, metadata=rng(0))  # faults re-evaluated with the Keras-side emulation
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """The correction layer: merges each original channel with its copies, back to the original channel count.
 
-Input: C + E channels (the hardened layer's originals, then its copies); output: C channels. ``sources[c]`` lists
-the input channels holding copies of output channel c (the original first; 1, 2 or 3 entries, padded to
-``n_sources`` by repeating the last). Policies, applied per element:
+Inputs: the hardened layer's output (C channels) and its copy layers' outputs (k channels each), stacked along
+the channels as C + E; output: C channels. ``sources[c]`` lists the stacked channels holding copies of output
+channel c (the original first; 1, 2 or 3 entries, padded to ``n_sources`` by repeating the last).
+Policies, applied per element:
 - ``min``: the minimum of the copies (the paper's choice);
 - ``range``: the copy inside the channel's profiled [lo, hi]; both inside -> min; neither -> min (so identical
   copies always pass through: with no fault the output is the original's, whatever the input);
@@ -47,6 +48,8 @@ class Correction(_keras_layer_base()):
     def call(self, inputs):
         import tensorflow as tf
 
+        if isinstance(inputs, list | tuple):
+            inputs = tf.concat(list(inputs), axis=-1) if len(inputs) > 1 else inputs[0]
         idx = self.padded_sources()
         copies = [tf.gather(inputs, idx[:, j], axis=-1) for j in range(self.n_sources)]
         a, b = copies[0], copies[-1]
@@ -67,7 +70,8 @@ class Correction(_keras_layer_base()):
         return out
 
     def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], len(self.sources))
+        first = input_shape[0] if isinstance(input_shape, list) else input_shape
+        return (*first[:-1], len(self.sources))
 
     def get_config(self):
         return {

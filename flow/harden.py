@@ -1,9 +1,12 @@
 """Selective hardening of a QKeras model: duplicate (or triplicate) the most vulnerable filters/neurons and
 merge every original/copy group in a Correction layer placed right after the layer, before any non-linearity.
 
-A hardened layer keeps its name and gets C + E output channels: the C originals in order, then the copies
-(selected channels in ascending order; TMR: first copies, then second copies). Downstream layers are untouched,
-so with no fault the hardened model computes exactly the baseline's outputs.
+A hardened layer keeps its name and its C channels; the copies of its k selected channels (ascending order) form
+separate layers ``<name>_copy1`` (and ``<name>_copy2`` for TMR) with k channels each, reading the same input.
+Separate layers mean separate weight arrays and separate hardware instances, which synthesis cannot merge with
+the original the way it can merge identical logic inside one layer. ``<name>_correction`` takes the original and
+the copies and returns C channels. Downstream layers are untouched, so with no fault the hardened model computes
+exactly the baseline's outputs.
 """
 
 from __future__ import annotations
@@ -156,24 +159,31 @@ def harden_model(model, selection: dict[str, list[int]], cfg: HardenConfig, prof
     return rebuild(model, {name: expand for name in selection if selection[name]})
 
 
+def copy_name(layer: str, n: int) -> str:
+    """Name of the n-th copy layer (n = 1, 2) of a hardened layer."""
+    return f"{layer}_copy{n}"
+
+
 def _hardened_layer(layer, inputs, chosen: list[int], copies: int, policy: Policy, clip: bool, bounds):
     from flow.correction import Correction
 
     channels = int(layer.kernel.shape[-1])
+    original = type(layer).from_config(layer.get_config())
+    outputs = [original(inputs)]
+    original.set_weights(layer.get_weights())
+    kernel, *bias = layer.get_weights()
     config = layer.get_config()
     key = "filters" if "filters" in config else "units"
-    config[key] = channels + copies * len(chosen)
-    wide = type(layer).from_config(config)
-    out = wide(inputs)
-    kernel, *bias = layer.get_weights()
-    order = list(range(channels)) + chosen * copies
-    wide.set_weights([kernel[..., order]] + [b[order] for b in bias])
+    for n in range(1, copies + 1):
+        copy = type(layer).from_config({**config, key: len(chosen), "name": copy_name(layer.name, n)})
+        outputs.append(copy(inputs))
+        copy.set_weights([kernel[..., chosen]] + [b[chosen] for b in bias])
     sources = [[c] for c in range(channels)]
     for n in range(copies):
         for j, c in enumerate(chosen):
-            sources[c].append(channels + n * len(chosen) + j)
+            sources[c].append(channels + n * len(chosen) + j)  # index into (original, copy1, copy2) stacked
     lo, hi = (None, None) if bounds is None else ([float(v) for v in bounds[0]], [float(v) for v in bounds[1]])
-    return Correction(sources, policy.value, lo, hi, clip, name=f"{layer.name}_correction")(out)
+    return Correction(sources, policy.value, lo, hi, clip, name=f"{layer.name}_correction")(outputs)
 
 
 def rebuild(model, replace: dict):
@@ -215,15 +225,16 @@ def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: H
     base, hard = layer_costs(baseline), layer_costs(hardened)
     rows = {}
     for name, b in base.items():
-        h = hard[name]
+        extra = sum(hard[copy_name(name, n)].channels for n in (1, 2) if copy_name(name, n) in hard)
         rows[name] = {
             "channels": b.channels,
-            "extra_channels": h.channels - b.channels,
+            "extra_channels": extra,
+            "copy_layers": [copy_name(name, n) for n in (1, 2) if copy_name(name, n) in hard],
             "protected": selection.get(name, []),
             "params": b.params_per_channel * b.channels,
-            "params_hardened": h.params_per_channel * h.channels,
+            "params_hardened": b.params_per_channel * (b.channels + extra),
             "macs": b.macs_per_channel * b.channels,
-            "macs_hardened": h.macs_per_channel * h.channels,
+            "macs_hardened": b.macs_per_channel * (b.channels + extra),
         }
     total = {
         key: sum(r[key] for r in rows.values())

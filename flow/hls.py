@@ -101,6 +101,10 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
         except Exception as exc:  # hls4ml raises bare Exceptions for unsupported input
             raise FlowError(f"hls4ml cannot convert the model: {' '.join(str(exc).split())}") from None
         graph.write()
+    from flow.fi_bridge import append_bridge, array_table
+
+    project = project_of(graph, cfg, output_dir)
+    append_bridge(output_dir, cfg.project_name, array_table(graph), project.n_inputs, project.n_outputs)
     return graph, config
 
 
@@ -126,7 +130,8 @@ def compile_project(project: HlsProject, opt_level: str = "O3") -> Path:
 
 
 def convert(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path) -> tuple[HlsProject, dict]:
-    """Write the hls4ml project and compile its C-simulation library. Returns (project, hls4ml config)."""
+    """Write the hls4ml project (with the fault-injection bridge) and compile its C-simulation library.
+    Returns (project, hls4ml config)."""
     graph, config = write_project(model, cfg, board, input_frac_bits, output_dir)
     project = project_of(graph, cfg, output_dir)
     compile_project(project, cfg.csim_opt.value)

@@ -16,20 +16,26 @@ PASS_NAME = "correction_result_type"
 CONFIG_TEMPLATE = """struct config{index} : nnet::correction_config {{
     static const unsigned n_pixels = {n_pixels};
     static const unsigned n_in_chan = {n_in_chan};
+    static const unsigned n_chan0 = {n_chan0};
+    static const unsigned n_copy = {n_copy};
     static const unsigned n_out_chan = {n_out_chan};
     static const unsigned n_sources = {n_sources};
     static const unsigned policy = nnet::correction_{policy};
     static const bool clip = {clip};
 }};\n"""
 FUNCTION_TEMPLATE = (
-    "nnet::correction<{input_t}, {output_t}, {src_t}, {bound_t}, {config}>({input}, {output}, {src}, {lo}, {hi});"
+    "nnet::correction<{input_t}, {copy_types}{output_t}, {src_t}, {bound_t}, {config}>"
+    "({input}, {copies}{output}, {src}, {lo}, {hi});"
 )
 INCLUDES = ["nnet_utils/nnet_correction.h"]
 
 
 def parse_correction(keras_layer, input_names, input_shapes, data_reader):
-    """Keras-v2 handler: the layer's config holds the source map and the bounds."""
+    """Keras-v2 handler: inputs are the original layer and its 1 or 2 copy layers; the config holds the source
+    map and the bounds."""
     config = keras_layer["config"]
+    if len(input_shapes) not in (2, 3):
+        raise ValueError(f"correction layer '{config['name']}' needs the original and 1 or 2 copies as inputs")
     shape = list(input_shapes[0])
     layer = {
         "class_name": "Correction",
@@ -39,7 +45,9 @@ def parse_correction(keras_layer, input_names, input_shapes, data_reader):
         "lo": config["lo"],
         "hi": config["hi"],
         "clip": bool(config["clip"]),
-        "n_in_chan": int(shape[-1]),
+        "n_in_chan": int(sum(s[-1] for s in input_shapes)),
+        "n_chan0": int(shape[-1]),
+        "n_copy": int(input_shapes[1][-1]),
         "n_out_chan": len(config["sources"]),
         "n_pixels": int(np.prod(shape[1:-1])) if len(shape) > 2 else 1,
         "n_sources": max(len(row) for row in config["sources"]),
@@ -59,6 +67,8 @@ def _layer_class():
         _expected_attributes = [
             Attribute("n_pixels"),
             Attribute("n_in_chan"),
+            Attribute("n_chan0"),
+            Attribute("n_copy"),
             Attribute("n_out_chan"),
             Attribute("n_sources"),
             ChoiceAttribute("policy", ["min", "range", "vote"], configurable=False),
@@ -111,6 +121,9 @@ def _templates(layer_cls):
 
         def format(self, node):
             params = self._default_function_params(node)
+            copies = [node.get_input_variable(name) for name in node.inputs[1:]]
+            params["copies"] = "".join(f"{var.name}, " for var in copies)
+            params["copy_types"] = "".join(f"{var.type.name}, " for var in copies)
             params["src"] = node.get_weights("src").name
             params["lo"] = node.get_weights("lo").name
             params["hi"] = node.get_weights("hi").name

@@ -1,13 +1,16 @@
 // ftflow correction layer for hls4ml: merges each original channel with its duplicated (or triplicated) copies.
 //
-// Input: n_in_chan channels per pixel (the originals, then the copies); output: n_out_chan channels.
-// src[c * n_sources + j] is the input channel of copy j of output channel c (rows padded by repeating the last).
+// Inputs: the hardened layer's output (n_chan0 channels per pixel) and one or two copy layers' outputs (n_copy
+// channels each), separate instances with separate weights; output: n_out_chan (= n_chan0) channels.
+// Stacking the inputs' channels gives n_in_chan; src[c * n_sources + j] is the stacked channel of copy j of output
+// channel c (rows padded by repeating the last).
 // Policies (bit-exact with flow/correction.py):
 //   min   : minimum of the copies (the paper's correction)
 //   range : the copy inside [lo[c], hi[c]]; both or neither inside -> minimum (identical copies pass through)
 //   vote  : median of three copies (TMR)
 // clip   : clamp every result to [lo[c], hi[c]] (Ranger-style range restriction)
-// The function stays a separate instance (INLINE off) so its inputs, the copies, remain distinct signals.
+// The copies come from separate layer instances with their own weight arrays, and this function stays a separate
+// instance too (INLINE off), so the redundant signals are not merged by the HLS compiler.
 #ifndef NNET_CORRECTION_H_
 #define NNET_CORRECTION_H_
 
@@ -21,6 +24,8 @@ enum correction_policy { correction_min = 0, correction_range = 1, correction_vo
 struct correction_config {
     static const unsigned n_pixels = 1;
     static const unsigned n_in_chan = 2;
+    static const unsigned n_chan0 = 1;
+    static const unsigned n_copy = 1;
     static const unsigned n_out_chan = 1;
     static const unsigned n_sources = 2;
     static const unsigned policy = correction_min;
@@ -53,48 +58,120 @@ template <class T, class bound_T, typename CONFIG_T> T correction_merge(T a, T m
     return out;
 }
 
-// io_parallel: the whole feature map as one array (pixel-major, channels last)
-template <class data_T, class res_T, class src_T, class bound_T, typename CONFIG_T>
-void correction(data_T data[CONFIG_T::n_pixels * CONFIG_T::n_in_chan], res_T res[CONFIG_T::n_pixels * CONFIG_T::n_out_chan],
+// one pixel: merge the stacked channels (originals, then copies) into the corrected channels
+template <class T, class res_T, class src_T, class bound_T, typename CONFIG_T>
+void correction_pixel(const T stacked[CONFIG_T::n_in_chan], res_T res[CONFIG_T::n_out_chan],
+                      const src_T src[CONFIG_T::n_out_chan * CONFIG_T::n_sources], const bound_T lo[CONFIG_T::n_out_chan],
+                      const bound_T hi[CONFIG_T::n_out_chan]) {
+    #pragma HLS INLINE
+    const unsigned mid = CONFIG_T::n_sources > 2 ? 1 : CONFIG_T::n_sources - 1;
+CorrectionChannels:
+    for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++) {
+        #pragma HLS UNROLL
+        const unsigned row = c * CONFIG_T::n_sources;
+        res[c] = correction_merge<T, bound_T, CONFIG_T>(stacked[src[row]], stacked[src[row + mid]],
+                                                       stacked[src[row + CONFIG_T::n_sources - 1]], lo[c], hi[c]);
+    }
+}
+
+// io_parallel, DMR: original + one copy layer
+template <class data0_T, class data1_T, class res_T, class src_T, class bound_T, typename CONFIG_T>
+void correction(data0_T data0[CONFIG_T::n_pixels * CONFIG_T::n_chan0], data1_T data1[CONFIG_T::n_pixels * CONFIG_T::n_copy],
+                res_T res[CONFIG_T::n_pixels * CONFIG_T::n_out_chan], const src_T src[CONFIG_T::n_out_chan * CONFIG_T::n_sources],
+                const bound_T lo[CONFIG_T::n_out_chan], const bound_T hi[CONFIG_T::n_out_chan]) {
+    #pragma HLS INLINE off
+    #pragma HLS PIPELINE
+CorrectionPixels:
+    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+        #pragma HLS UNROLL
+        data0_T stacked[CONFIG_T::n_in_chan];
+        #pragma HLS ARRAY_PARTITION variable = stacked complete
+        for (unsigned i = 0; i < CONFIG_T::n_chan0; i++)
+            stacked[i] = data0[p * CONFIG_T::n_chan0 + i];
+        for (unsigned j = 0; j < CONFIG_T::n_copy; j++)
+            stacked[CONFIG_T::n_chan0 + j] = data1[p * CONFIG_T::n_copy + j];
+        correction_pixel<data0_T, res_T, src_T, bound_T, CONFIG_T>(stacked, &res[p * CONFIG_T::n_out_chan], src, lo, hi);
+    }
+}
+
+// io_parallel, TMR: original + two copy layers
+template <class data0_T, class data1_T, class data2_T, class res_T, class src_T, class bound_T, typename CONFIG_T>
+void correction(data0_T data0[CONFIG_T::n_pixels * CONFIG_T::n_chan0], data1_T data1[CONFIG_T::n_pixels * CONFIG_T::n_copy],
+                data2_T data2[CONFIG_T::n_pixels * CONFIG_T::n_copy], res_T res[CONFIG_T::n_pixels * CONFIG_T::n_out_chan],
                 const src_T src[CONFIG_T::n_out_chan * CONFIG_T::n_sources], const bound_T lo[CONFIG_T::n_out_chan],
                 const bound_T hi[CONFIG_T::n_out_chan]) {
     #pragma HLS INLINE off
     #pragma HLS PIPELINE
-    const unsigned mid = CONFIG_T::n_sources > 2 ? 1 : CONFIG_T::n_sources - 1;
 CorrectionPixels:
     for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
         #pragma HLS UNROLL
-    CorrectionChannels:
-        for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++) {
-            #pragma HLS UNROLL
-            const unsigned row = c * CONFIG_T::n_sources;
-            const unsigned base = p * CONFIG_T::n_in_chan;
-            res[p * CONFIG_T::n_out_chan + c] = correction_merge<data_T, bound_T, CONFIG_T>(
-                data[base + src[row]], data[base + src[row + mid]], data[base + src[row + CONFIG_T::n_sources - 1]], lo[c],
-                hi[c]);
+        data0_T stacked[CONFIG_T::n_in_chan];
+        #pragma HLS ARRAY_PARTITION variable = stacked complete
+        for (unsigned i = 0; i < CONFIG_T::n_chan0; i++)
+            stacked[i] = data0[p * CONFIG_T::n_chan0 + i];
+        for (unsigned j = 0; j < CONFIG_T::n_copy; j++) {
+            stacked[CONFIG_T::n_chan0 + j] = data1[p * CONFIG_T::n_copy + j];
+            stacked[CONFIG_T::n_chan0 + CONFIG_T::n_copy + j] = data2[p * CONFIG_T::n_copy + j];
         }
+        correction_pixel<data0_T, res_T, src_T, bound_T, CONFIG_T>(stacked, &res[p * CONFIG_T::n_out_chan], src, lo, hi);
     }
 }
 
-// io_stream: one pixel (an array of channels) per stream word
-template <class data_T, class res_T, class src_T, class bound_T, typename CONFIG_T>
-void correction(hls::stream<data_T> &data, hls::stream<res_T> &res, const src_T src[CONFIG_T::n_out_chan * CONFIG_T::n_sources],
-                const bound_T lo[CONFIG_T::n_out_chan], const bound_T hi[CONFIG_T::n_out_chan]) {
+// io_stream, DMR: one pixel (an array of channels) per stream word and input
+template <class data0_T, class data1_T, class res_T, class src_T, class bound_T, typename CONFIG_T>
+void correction(hls::stream<data0_T> &data0, hls::stream<data1_T> &data1, hls::stream<res_T> &res,
+                const src_T src[CONFIG_T::n_out_chan * CONFIG_T::n_sources], const bound_T lo[CONFIG_T::n_out_chan],
+                const bound_T hi[CONFIG_T::n_out_chan]) {
     #pragma HLS INLINE off
-    const unsigned mid = CONFIG_T::n_sources > 2 ? 1 : CONFIG_T::n_sources - 1;
 CorrectionStream:
     for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
         #pragma HLS PIPELINE
-        data_T in = data.read();
+        data0_T in0 = data0.read();
+        data1_T in1 = data1.read();
+        typename data0_T::value_type stacked[CONFIG_T::n_in_chan];
+        #pragma HLS ARRAY_PARTITION variable = stacked complete
+        for (unsigned i = 0; i < CONFIG_T::n_chan0; i++)
+            stacked[i] = in0[i];
+        for (unsigned j = 0; j < CONFIG_T::n_copy; j++)
+            stacked[CONFIG_T::n_chan0 + j] = in1[j];
         res_T out;
         PRAGMA_DATA_PACK(out)
-    CorrectionStreamChannels:
-        for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++) {
-            #pragma HLS UNROLL
-            const unsigned row = c * CONFIG_T::n_sources;
-            out[c] = correction_merge<typename data_T::value_type, bound_T, CONFIG_T>(
-                in[src[row]], in[src[row + mid]], in[src[row + CONFIG_T::n_sources - 1]], lo[c], hi[c]);
+        typename res_T::value_type merged[CONFIG_T::n_out_chan];
+        correction_pixel<typename data0_T::value_type, typename res_T::value_type, src_T, bound_T, CONFIG_T>(stacked, merged,
+                                                                                                             src, lo, hi);
+        for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++)
+            out[c] = merged[c];
+        res.write(out);
+    }
+}
+
+// io_stream, TMR
+template <class data0_T, class data1_T, class data2_T, class res_T, class src_T, class bound_T, typename CONFIG_T>
+void correction(hls::stream<data0_T> &data0, hls::stream<data1_T> &data1, hls::stream<data2_T> &data2,
+                hls::stream<res_T> &res, const src_T src[CONFIG_T::n_out_chan * CONFIG_T::n_sources],
+                const bound_T lo[CONFIG_T::n_out_chan], const bound_T hi[CONFIG_T::n_out_chan]) {
+    #pragma HLS INLINE off
+CorrectionStream:
+    for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+        #pragma HLS PIPELINE
+        data0_T in0 = data0.read();
+        data1_T in1 = data1.read();
+        data2_T in2 = data2.read();
+        typename data0_T::value_type stacked[CONFIG_T::n_in_chan];
+        #pragma HLS ARRAY_PARTITION variable = stacked complete
+        for (unsigned i = 0; i < CONFIG_T::n_chan0; i++)
+            stacked[i] = in0[i];
+        for (unsigned j = 0; j < CONFIG_T::n_copy; j++) {
+            stacked[CONFIG_T::n_chan0 + j] = in1[j];
+            stacked[CONFIG_T::n_chan0 + CONFIG_T::n_copy + j] = in2[j];
         }
+        res_T out;
+        PRAGMA_DATA_PACK(out)
+        typename res_T::value_type merged[CONFIG_T::n_out_chan];
+        correction_pixel<typename data0_T::value_type, typename res_T::value_type, src_T, bound_T, CONFIG_T>(stacked, merged,
+                                                                                                             src, lo, hi);
+        for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++)
+            out[c] = merged[c];
         res.write(out);
     }
 }

@@ -144,3 +144,38 @@ def compiled_hardened(trained_zoo, tmp_path_factory):
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         list(pool.map(lambda item: compile_project(item[1], "O1"), built.values()))
     return built
+
+
+# ---- fault injection: a tiny LeNet (io_parallel and io_stream) and its vote-hardened twin, compiled once ----
+
+
+@pytest.fixture(scope="session")
+def fi_runs(tmp_path_factory):
+    """name -> (run directory, RunConfig, RunState) for 'base', 'stream' and 'tmr' (full TMR, vote)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flow.boards import resolve_board
+    from flow.hls import compile_project, project_of, write_project
+    from flow.steps import run
+
+    root = tmp_path_factory.mktemp("fi_runs")
+    variants = {
+        "base": {},
+        "stream": {"hls": {"io_type": "io_stream", "csim_opt": "O1"}},
+        "tmr": {"steps": ["load", "train", "harden"], "harden": {"mode": "full_tmr"}},
+    }
+    runs, projects = {}, []
+    for name, extra in variants.items():
+        data = {**TINY, "hls": {"csim_opt": "O1"}, "inject": {"samples": 40, "workers": 1}, **extra}
+        cfg = config_from_dict(data, name)
+        out = root / name
+        state = run(cfg, out, list(cfg.steps or ["load", "train"]))
+        graph, _ = write_project(state.model, cfg.hls, resolve_board(cfg.board), 8, out / "convert" / "hls_project")
+        project = project_of(graph, cfg.hls, out / "convert" / "hls_project")
+        project.save(out / "convert" / "project.json")
+        state.record(project=out / "convert" / "project.json")
+        runs[name] = (out, cfg, state)
+        projects.append(project)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        list(pool.map(lambda p: compile_project(p, "O1"), projects))
+    return runs

@@ -57,18 +57,20 @@ def test_structure_copies_and_sources():
     selection = select_channels(model, None, cfg)
     assert selection == {"conv2": [1, 3], "fc1": [0]}
     hardened = harden_model(model, selection, cfg)
-    conv2 = hardened.get_layer("conv2")
-    assert conv2.kernel.shape[-1] == 8 + 2 * 2
-    kernel, bias = conv2.get_weights()
     original_kernel, original_bias = model.get_layer("conv2").get_weights()
-    np.testing.assert_array_equal(kernel[..., :8], original_kernel)
-    np.testing.assert_array_equal(kernel[..., [8, 9, 10, 11]], original_kernel[..., [1, 3, 1, 3]])
-    np.testing.assert_array_equal(bias[[8, 9, 10, 11]], original_bias[[1, 3, 1, 3]])
+    kernel, bias = hardened.get_layer("conv2").get_weights()
+    np.testing.assert_array_equal(kernel, original_kernel)  # the original layer is unchanged
+    np.testing.assert_array_equal(bias, original_bias)
+    for n in (1, 2):  # each copy is a separate layer with its own weights: the selected channels
+        copy_kernel, copy_bias = hardened.get_layer(f"conv2_copy{n}").get_weights()
+        np.testing.assert_array_equal(copy_kernel, original_kernel[..., [1, 3]])
+        np.testing.assert_array_equal(copy_bias, original_bias[[1, 3]])
     correction = hardened.get_layer("conv2_correction")
     assert correction.sources[1] == [1, 8, 10] and correction.sources[3] == [3, 9, 11] and correction.sources[0] == [0]
-    assert hardened.get_layer("conv1").kernel.shape[-1] == model.get_layer("conv1").kernel.shape[-1]
+    inbound = [layer.name for layer in correction._inbound_nodes[0].inbound_layers]
+    assert inbound == ["conv2", "conv2_copy1", "conv2_copy2"]
     names = [layer.name for layer in hardened.layers]
-    assert names.index("conv2_correction") == names.index("conv2") + 1
+    assert "conv1_copy1" not in names and "fc1_copy2" in names
     assert names.index("relu2") > names.index("conv2_correction")  # before the non-linearity
 
 
@@ -136,9 +138,11 @@ def _dense_pair_model():
 
 
 def _pre_correction(hardened, x):
+    """Original and copy channels as the correction layer sees them (stacked)."""
     import tensorflow as tf
 
-    return tf.keras.Model(hardened.inputs, hardened.get_layer("fc").output).predict(x, verbose=0)
+    outputs = [hardened.get_layer(name).output for name in ("fc", "fc_copy1")]
+    return np.concatenate(tf.keras.Model(hardened.inputs, outputs).predict(x, verbose=0), axis=-1)
 
 
 SIGN = 5  # the sign bit of ap_fixed<6,1>
@@ -151,16 +155,16 @@ def test_min_corrects_exactly_when_the_faulty_copy_is_larger():
     x = np.array([[1.0, 1.0, 0.0], [0.5, 0.0, 1.0], [0.0, 1.0, 1.0]], np.float32)
     baseline = model.predict(x, verbose=0)
     emulator = FaultEmulator(hardened)
-    # copy of unit 0 is channel 2; its w[0] = 0.5 -> sign flip -> -0.5: the copy gets smaller, min keeps it
-    with emulator.injected([Fault("fc", "kernel", 0 * 4 + 2, SIGN)]):
+    # fc_copy1 holds copies of units 0 and 1; copy of unit 0: w[0] = 0.5 -> sign flip -> -0.5: smaller, min keeps it
+    with emulator.injected([Fault("fc_copy1", "kernel", 0 * 2 + 0, SIGN)]):
         out, pre = hardened.predict(x, verbose=0), _pre_correction(hardened, x)
     assert FixedFormat(6, 1).inject(0.5, SIGN) == -0.5
     smaller = pre[:, 2] < pre[:, 0]
     assert smaller.any() and not np.array_equal(out, baseline)
     np.testing.assert_array_equal(out[:, 0], np.minimum(pre[:, 0], pre[:, 2]))
     np.testing.assert_array_equal(out[~smaller, 0], baseline[~smaller, 0])  # x[0] = 0: copy unchanged, no error
-    # copy of unit 1 is channel 3; its w[0] = -0.5 -> +0.5: the copy gets larger, min corrects it
-    with emulator.injected([Fault("fc", "kernel", 0 * 4 + 3, SIGN)]):
+    # copy of unit 1: its w[0] = -0.5 -> +0.5: the copy gets larger, min corrects it
+    with emulator.injected([Fault("fc_copy1", "kernel", 0 * 2 + 1, SIGN)]):
         out, pre = hardened.predict(x, verbose=0), _pre_correction(hardened, x)
     assert np.all(pre[:, 3] >= pre[:, 1]) and np.any(pre[:, 3] > pre[:, 1])
     np.testing.assert_array_equal(out, baseline)
@@ -174,10 +178,11 @@ def test_vote_always_corrects_one_faulty_copy():
     baseline = model.predict(x, verbose=0)
     emulator = FaultEmulator(hardened)
     rng = np.random.default_rng(0)
+    targets = sorted(emulator.arrays)  # originals and both copies of every layer, kernels and biases
+    assert len(targets) == 4 * 3 * 2
     for _ in range(40):
-        layer = str(rng.choice(["conv1", "conv2", "fc1", "logits"]))
-        array = emulator.arrays[(layer, str(rng.choice(["kernel", "bias"])))]
-        fault = Fault(layer, array.array, int(rng.integers(array.size)), int(rng.integers(array.fmt.width)))
+        array = emulator.arrays[targets[rng.integers(len(targets))]]
+        fault = Fault(array.layer, array.array, int(rng.integers(array.size)), int(rng.integers(array.fmt.width)))
         with emulator.injected([fault]):
             np.testing.assert_array_equal(hardened.predict(x, verbose=0), baseline)
 
@@ -199,7 +204,7 @@ def test_range_picks_the_copy_inside_the_profiled_bounds():
     hardened = harden_model(model, select_channels(model, None, cfg), cfg, x)
     baseline = model.predict(x, verbose=0)
     # sign flip of the copy's w[0]: the copy falls below the profiled minimum of unit 0 for x[0] > 0
-    with FaultEmulator(hardened).injected([Fault("fc", "kernel", 0 * 3 + 2, SIGN)]):
+    with FaultEmulator(hardened).injected([Fault("fc_copy1", "kernel", 0, SIGN)]):
         np.testing.assert_array_equal(hardened.predict(x, verbose=0), baseline)
 
 
