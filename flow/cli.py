@@ -67,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     inject.add_argument("--export", choices=["csv"], help="also write every fault's result to inject/results.csv")
     inject.set_defaults(func=_cmd_inject)
 
+    compare = sub.add_parser("compare", parents=[common], help="the same fault campaign on every hardening variant")
+    compare.add_argument("config", help="YAML run configuration (compare.variants, harden.*, inject.*)")
+    compare.add_argument("--out", help="output directory (default: the config's 'out')")
+    compare.set_defaults(func=_cmd_compare)
+
     steps = sub.add_parser("steps", parents=[common], help="list the pipeline steps")
     steps.set_defaults(func=_cmd_steps)
     boards = sub.add_parser("boards", parents=[common], help="list the known boards")
@@ -127,6 +132,22 @@ def _cmd_inject(args: argparse.Namespace) -> int:
         finally:
             db.close()
         print(f"  results: {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from flow.compare import COLUMNS, compare
+    from flow.config import load_config
+
+    cfg = load_config(args.config)
+    out = Path(args.out or cfg.out)
+    rows = compare(cfg, out)
+    print(f"ftflow compare: {args.config} -> {out / 'compare'}")
+    shown = ("variant", "macs_overhead_pct", "faults", "critical_rate", "critical_ci95", "mean_accuracy_under_fault")
+    print("  " + "  ".join(f"{c:>16}" for c in shown))
+    for row in rows:
+        print("  " + "  ".join(f"{row[c]!s:>16}" for c in shown))
+    print(f"  tables: {out / 'compare' / 'table.csv'}, {out / 'compare' / 'table.md'} ({len(COLUMNS)} columns)")
     return 0
 
 

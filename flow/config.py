@@ -252,6 +252,20 @@ class InjectConfig:
     crosscheck: int = field(default=0, metadata=rng(0))  # faults re-evaluated with the Keras-side emulation
 
 
+class Variant(enum.StrEnum):
+    BASELINE = "baseline"
+    SELECTIVE_MIN = "selective_min"
+    SELECTIVE_RANGE = "selective_range"
+    SELECTIVE_TMR = "selective_tmr"
+    FULL_DMR = "full_dmr"
+    FULL_TMR = "full_tmr"
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    variants: tuple[Variant, ...] = tuple(Variant)  # each gets the same fault model (inject.*); selection: harden.*
+
+
 @dataclass(frozen=True)
 class EstimateConfig:
     """Filled by the resource-estimation work."""
@@ -277,6 +291,7 @@ class RunConfig:
     prune: PruneConfig = field(default_factory=PruneConfig)
     harden: HardenConfig = field(default_factory=HardenConfig)
     inject: InjectConfig = field(default_factory=InjectConfig)
+    compare: CompareConfig = field(default_factory=CompareConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 

@@ -247,3 +247,33 @@ def test_crosscheck_fails_loudly_on_a_real_difference(fi_runs):
 
     with pytest.raises(VerificationError, match="give different outcomes in C-sim and Keras"):
         crosscheck(state.model, ShiftedLib(lib), lib.arrays, faults, x, y)
+
+
+def test_compare_runs_the_same_campaign_on_every_variant(tmp_path, capsys):
+    from flow.cli import main
+
+    cfg = {
+        "seed": 1,
+        "data": {"name": "digits", "n_train": 300, "n_test": 40},
+        "model": {"name": "lenet", "input_shape": [8, 8, 1], "filters": [2, 4], "dense_units": 8},
+        "train": {"epochs": 2},
+        "hls": {"csim_opt": "O1"},
+        "inject": {"sampling": "count", "count": 80, "samples": 30},
+        "compare": {"variants": ["baseline", "selective_min", "full_tmr"]},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["compare", str(path), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "compare" / "table.csv").read_text().splitlines()
+    assert table[0].startswith("variant,params,params_overhead_pct,macs")
+    rows = {line.split(",")[0]: line.split(",") for line in table[1:]}
+    assert set(rows) == {"baseline", "selective_min", "full_tmr"}
+    header = table[0].split(",")
+    col = {name: header.index(name) for name in header}
+    assert all(int(r[col["faults"]]) == 80 for r in rows.values())
+    assert float(rows["full_tmr"][col["critical_rate"]]) == 0.0  # every weight/bias fault is outvoted
+    assert float(rows["baseline"][col["critical_rate"]]) > 0.0
+    assert float(rows["full_tmr"][col["macs_overhead_pct"]]) == 200.0
+    assert 0 < float(rows["selective_min"][col["macs_overhead_pct"]]) < 100
+    assert (tmp_path / "out" / "compare" / "table.md").read_text().count("\n") == 5
+    assert "full_tmr" in capsys.readouterr().out
