@@ -182,8 +182,9 @@ def step_rank(state: RunState, cfg: RunConfig) -> RunState:
 
 
 def step_harden(state: RunState, cfg: RunConfig) -> RunState:
-    """Duplicate the most vulnerable filters/neurons and add correction layers (harden.*); checks that with no
-    fault the hardened model gives exactly the unhardened model's logits on the test set."""
+    """Duplicate the most vulnerable filters/neurons and add correction layers (harden.*).
+
+    Checks that with no fault the hardened model gives exactly the unhardened model's logits on the test set."""
     from flow.harden import harden_model, overhead_summary, select_channels
     from flow.modelio import load_model, save_model
     from flow.rank_report import ranking_from_dict
@@ -223,8 +224,9 @@ def _unhardened_path(state: RunState, manifest: dict) -> Path:
 
 
 def step_inject(state: RunState, cfg: RunConfig) -> RunState:
-    """Fault-injection campaign on the compiled C-sim (inject.*): results in inject/campaign.sqlite as they come,
-    resumed on rerun; rates with Wilson intervals in inject/summary.json."""
+    """Fault-injection campaign on the compiled C-sim (inject.*), resumed on rerun.
+
+    Results go to inject/campaign.sqlite as they come; rates with Wilson intervals to inject/summary.json."""
     import os
 
     from flow.campaign import CampaignDB, campaign_id, run_campaign, summarize

@@ -117,6 +117,21 @@ CorrectionPixels:
     }
 }
 
+// io_stream: merge one pixel's stacked channels and write them as one stream word
+template <class T, class res_T, class src_T, class bound_T, typename CONFIG_T>
+void correction_write(const T stacked[CONFIG_T::n_in_chan], hls::stream<res_T> &res,
+                      const src_T src[CONFIG_T::n_out_chan * CONFIG_T::n_sources], const bound_T lo[CONFIG_T::n_out_chan],
+                      const bound_T hi[CONFIG_T::n_out_chan]) {
+    #pragma HLS INLINE
+    typename res_T::value_type merged[CONFIG_T::n_out_chan];
+    correction_pixel<T, typename res_T::value_type, src_T, bound_T, CONFIG_T>(stacked, merged, src, lo, hi);
+    res_T out;
+    PRAGMA_DATA_PACK(out)
+    for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++)
+        out[c] = merged[c];
+    res.write(out);
+}
+
 // io_stream, DMR: one pixel (an array of channels) per stream word and input
 template <class data0_T, class data1_T, class res_T, class src_T, class bound_T, typename CONFIG_T>
 void correction(hls::stream<data0_T> &data0, hls::stream<data1_T> &data1, hls::stream<res_T> &res,
@@ -134,14 +149,7 @@ CorrectionStream:
             stacked[i] = in0[i];
         for (unsigned j = 0; j < CONFIG_T::n_copy; j++)
             stacked[CONFIG_T::n_chan0 + j] = in1[j];
-        res_T out;
-        PRAGMA_DATA_PACK(out)
-        typename res_T::value_type merged[CONFIG_T::n_out_chan];
-        correction_pixel<typename data0_T::value_type, typename res_T::value_type, src_T, bound_T, CONFIG_T>(stacked, merged,
-                                                                                                             src, lo, hi);
-        for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++)
-            out[c] = merged[c];
-        res.write(out);
+        correction_write<typename data0_T::value_type, res_T, src_T, bound_T, CONFIG_T>(stacked, res, src, lo, hi);
     }
 }
 
@@ -165,14 +173,7 @@ CorrectionStream:
             stacked[CONFIG_T::n_chan0 + j] = in1[j];
             stacked[CONFIG_T::n_chan0 + CONFIG_T::n_copy + j] = in2[j];
         }
-        res_T out;
-        PRAGMA_DATA_PACK(out)
-        typename res_T::value_type merged[CONFIG_T::n_out_chan];
-        correction_pixel<typename data0_T::value_type, typename res_T::value_type, src_T, bound_T, CONFIG_T>(stacked, merged,
-                                                                                                             src, lo, hi);
-        for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++)
-            out[c] = merged[c];
-        res.write(out);
+        correction_write<typename data0_T::value_type, res_T, src_T, bound_T, CONFIG_T>(stacked, res, src, lo, hi);
     }
 }
 
