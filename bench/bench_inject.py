@@ -52,7 +52,7 @@ def main() -> int:
             db = CampaignDB(Path(tmp) / "c.sqlite")
             db.ensure("bench", {}, faults, ["x"] * len(faults))
             start = time.perf_counter()
-            run_campaign(project, faults, x, y, db, "bench", workers, chunk=25, progress=False)
+            run_campaign(project, faults, x, y, lib.predict(x), db, "bench", workers, chunk=25, progress=False)
             per_fault[workers] = 1000 * (time.perf_counter() - start) / len(faults)
             db.close()
     naive_ms = 1000 * statistics.mean(_naive(project, faults[:3], x) for _ in range(1))

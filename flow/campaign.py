@@ -128,13 +128,13 @@ def _work(task: tuple[list[int], list[Fault]]) -> list[tuple[int, dict]]:
 
 
 def run_campaign(
-    project: HlsProject, faults: list[Fault], x: np.ndarray, y: np.ndarray, db: CampaignDB, cid: str,
-    workers: int, chunk: int, progress: bool = True,
+    project: HlsProject, faults: list[Fault], x: np.ndarray, y: np.ndarray, golden: np.ndarray, db: CampaignDB,
+    cid: str, workers: int, chunk: int, progress: bool = True,
 ) -> dict:  # fmt: skip
-    """Evaluate the faults not yet in the database for campaign ``cid``; returns timing figures."""
+    """Evaluate the faults not yet in the database for campaign ``cid`` against the fault-free outputs
+    ``golden``; returns timing figures."""
     from tqdm import tqdm
 
-    golden = FaultableLibrary(project).predict(x)
     todo = [i for i in range(len(faults)) if i not in db.done(cid)]
     tasks = [(todo[k : k + chunk], [faults[i] for i in todo[k : k + chunk]]) for k in range(0, len(todo), chunk)]
     start = time.perf_counter()

@@ -240,6 +240,7 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     lib = FaultableLibrary(project)
     faults = build_fault_list(lib.arrays, icfg, cfg.seed)
     x, y = state.data.x_test[: icfg.samples], state.data.y_test[: icfg.samples]
+    golden = lib.predict(x)
     cid = campaign_id(project, faults, x, cfg.seed)
     (out / "faults.json").write_text(json.dumps({"campaign": cid, "faults": faults_to_json(faults)}))
     layer_of = {row["name"]: row["layer"] for row in lib.arrays}
@@ -249,11 +250,11 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
         meta = {"model": icfg.model.value, "samples": len(x), "seed": cfg.seed, "project": str(project.directory)}
         db.ensure(cid, meta, faults, layers)
         workers = icfg.workers or os.cpu_count() or 1
-        timing = run_campaign(project, faults, x, y, db, cid, workers, icfg.chunk)
+        timing = run_campaign(project, faults, x, y, golden, db, cid, workers, icfg.chunk)
         summary = {"campaign": cid, "fault_model": icfg.model.value, "samples": len(x), **summarize(db.rows(cid))}
     finally:
         db.close()
-    summary["golden_accuracy"] = float(np.mean(lib.predict(x).argmax(axis=1) == y))
+    summary["golden_accuracy"] = float(np.mean(golden.argmax(axis=1) == y))
     summary["timing"] = timing
     if icfg.crosscheck:
         summary["crosscheck"] = _crosscheck(state.model, lib, faults, x, y, icfg.crosscheck, cfg.seed)

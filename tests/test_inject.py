@@ -204,7 +204,7 @@ def test_campaign_with_two_workers_equals_one_worker(fi_runs, tmp_path):
     for workers in (1, 2):
         db = CampaignDB(tmp_path / f"w{workers}.sqlite")
         db.ensure("c", {}, faults, ["x"] * len(faults))
-        run_campaign(project, faults, x, y, db, "c", workers, chunk=7, progress=False)
+        run_campaign(project, faults, x, y, lib.predict(x), db, "c", workers, chunk=7, progress=False)
         results.append(
             [(r["fault_id"], r["outcome"], r["n_critical"], r["n_differ"], r["accuracy"]) for r in db.rows("c")]
         )
