@@ -155,9 +155,25 @@ class RankConfig:
     fi_p: float = field(default=0.5, metadata=rng(0, 1, min_exclusive=True, max_exclusive=True))
 
 
+class PruneCriterion(enum.StrEnum):
+    VULNERABILITY = "vulnerability"  # the rank step's ranking: least vulnerable pruned first
+    L1 = "l1"  # filter norm (the conventional baseline)
+
+
+class PruneScope(enum.StrEnum):
+    LAYER = "layer"  # int(C * ratio) channels of every prunable layer
+    GLOBAL = "global"  # the lowest-scoring int(total * ratio) channels over all prunable layers
+
+
 @dataclass(frozen=True)
 class PruneConfig:
-    """Filled by the pruning work."""
+    criterion: PruneCriterion = PruneCriterion.VULNERABILITY
+    ratio: float = field(default=0.3, metadata=rng(0, 1, max_exclusive=True))
+    scope: PruneScope = PruneScope.LAYER
+    channels: dict[str, tuple[int, ...]] = field(default_factory=dict)  # explicit removals (override ratio)
+    epochs: int = field(default=10, metadata=rng(0, 10000))  # fine-tuning (the authors: 10)
+    learning_rate: float = field(default=0.01, metadata=rng(0, 10, min_exclusive=True))  # SGD, momentum 0.9
+    batch_size: int = field(default=32, metadata=rng(1, 65536))
 
 
 class HardenMode(enum.StrEnum):

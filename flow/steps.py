@@ -187,17 +187,13 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     Checks that with no fault the hardened model gives exactly the unhardened model's logits on the test set."""
     from flow.harden import harden_model, overhead_summary, select_channels
     from flow.modelio import load_model, save_model
-    from flow.rank_report import ranking_from_dict
 
     manifest = read_manifest(state.out)
     if state.model is None and "unhardened_model" in manifest:  # a rerun hardens the same model again
         state = dataclasses.replace(state, model=load_model(state.artefact("unhardened_model", "harden", "load")))
     state = need_data(state, cfg, "harden")
     out = state.step_dir("harden")
-    ranking_path = state.out / manifest["ranking"] if "ranking" in manifest else None
-    ranking = (
-        ranking_from_dict(json.loads(ranking_path.read_text())) if ranking_path and ranking_path.is_file() else None
-    )
+    ranking = _recorded_ranking(state)
     selection = select_channels(state.model, ranking, cfg.harden)
     hardened = harden_model(state.model, selection, cfg.harden, state.data.x_train[: cfg.harden.profile_samples])
     from flow.training import logits
@@ -215,6 +211,68 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     return state.with_summary(
         "harden", mode=summary["mode"], policy=summary["policy"], extra_channels=total["extra_channels"],
         macs_overhead_pct=total["macs_overhead_pct"], no_fault_bit_exact=summary["no_fault_bit_exact"],
+    )  # fmt: skip
+
+
+def _recorded_ranking(state: RunState):
+    """The ranking the rank step recorded for the current model, or None."""
+    from flow.rank_report import ranking_from_dict
+
+    rel = read_manifest(state.out).get("ranking")
+    path = state.out / rel if rel else None
+    return ranking_from_dict(json.loads(path.read_text())) if path and path.is_file() else None
+
+
+def step_prune(state: RunState, cfg: RunConfig) -> RunState:
+    """Remove the least vulnerable (or lowest-L1) filters/neurons and fine-tune (prune.*).
+
+    Writes prune/summary.json (parameters, MACs, accuracy before/after, per layer); the ranking is then stale."""
+    from flow.config import PruneCriterion
+    from flow.harden import layer_costs
+    from flow.modelio import save_model
+    from flow.prune import fine_tune, prune_model, select_removals
+    from flow.rank import norm_scores
+    from flow.training import accuracy
+
+    state = need_data(state, cfg, "prune")
+    out = state.step_dir("prune")
+    if cfg.prune.criterion is PruneCriterion.L1:
+        scores = norm_scores(state.model, 1)
+    else:
+        ranking = _recorded_ranking(state)
+        if ranking is None:
+            raise FlowError("prune: criterion 'vulnerability' needs a ranking of this model; run step 'rank' first")
+        scores = ranking.scores
+    removals = select_removals(state.model, scores, cfg.prune)
+    pruned = prune_model(state.model, removals)
+    tuning = fine_tune(pruned, state.data, cfg.prune, cfg.seed) if cfg.prune.epochs else {}
+    before, after = layer_costs(state.model), layer_costs(pruned)
+    layers = {
+        name: {
+            "channels": b.channels,
+            "channels_after": after[name].channels,
+            "removed": removals.get(name, []),
+            "params": b.params_per_channel * b.channels,
+            "params_after": after[name].params_per_channel * after[name].channels,
+            "macs": b.macs_per_channel * b.channels,
+            "macs_after": after[name].macs_per_channel * after[name].channels,
+        }
+        for name, b in before.items()
+    }
+    totals = {k: sum(row[k] for row in layers.values()) for k in ("params", "params_after", "macs", "macs_after")}
+    x, y = state.data.x_test, state.data.y_test
+    summary = {
+        "criterion": cfg.prune.criterion.value, "ratio": cfg.prune.ratio, "scope": cfg.prune.scope.value,
+        "accuracy_before": accuracy(state.model, x, y), "accuracy_after": accuracy(pruned, x, y),
+        "fine_tuning": tuning, "total": totals, "layers": layers,
+    }  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    state.record(model=save_model(pruned, out / "model.h5"), ranking=None, unhardened_model=None)
+    state = dataclasses.replace(state, model=pruned, project=None)
+    return state.with_summary(
+        "prune", criterion=summary["criterion"], params=f"{totals['params']}->{totals['params_after']}",
+        macs=f"{totals['macs']}->{totals['macs_after']}", accuracy_before=summary["accuracy_before"],
+        accuracy_after=summary["accuracy_after"],
     )  # fmt: skip
 
 
@@ -281,6 +339,7 @@ STEPS: dict[str, Step] = {
     "load": step_load,
     "train": step_train,
     "rank": step_rank,
+    "prune": step_prune,
     "harden": step_harden,
     "convert": step_convert,
     "verify": step_verify,
