@@ -165,6 +165,11 @@ class PruneScope(enum.StrEnum):
     GLOBAL = "global"  # the lowest-scoring int(total * ratio) channels over all prunable layers
 
 
+class Schedule(enum.StrEnum):
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     criterion: PruneCriterion = PruneCriterion.VULNERABILITY
@@ -172,7 +177,9 @@ class PruneConfig:
     scope: PruneScope = PruneScope.LAYER
     channels: dict[str, tuple[int, ...]] = field(default_factory=dict)  # explicit removals (override ratio)
     epochs: int = field(default=10, metadata=rng(0, 10000))  # fine-tuning (the authors: 10)
-    learning_rate: float = field(default=0.01, metadata=rng(0, 10, min_exclusive=True))  # SGD, momentum 0.9
+    optimizer: Optimizer = Optimizer.SGD  # sgd (momentum 0.9, as the authors) or adam
+    schedule: Schedule = Schedule.COSINE  # learning-rate schedule over the fine-tuning steps
+    learning_rate: float = field(default=0.01, metadata=rng(0, 10, min_exclusive=True))
     batch_size: int = field(default=32, metadata=rng(1, 65536))
 
 

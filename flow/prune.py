@@ -158,18 +158,23 @@ def prune_model(model, removals: dict[str, list[int]]):
 
 
 def fine_tune(model, ds, cfg: PruneConfig, seed: int) -> dict:
-    """SGD (momentum 0.9) with a cosine schedule; keep the weights of the best epoch by validation accuracy."""
+    """Fine-tune (default: SGD momentum 0.9, cosine schedule); keep the best epoch by validation accuracy."""
     import tensorflow as tf
 
+    from flow.config import Optimizer, Schedule
     from flow.training import accuracy, seed_everything
 
     seed_everything(seed)
     steps = max(1, cfg.epochs * int(np.ceil(len(ds.x_train) / cfg.batch_size)))
-    schedule = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)
-    model.compile(
-        tf.keras.optimizers.SGD(schedule, momentum=0.9),
-        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    rate = cfg.learning_rate
+    if cfg.schedule is Schedule.COSINE:
+        rate = tf.keras.optimizers.schedules.CosineDecay(cfg.learning_rate, steps)
+    optimizer = (
+        tf.keras.optimizers.SGD(rate, momentum=0.9)
+        if cfg.optimizer is Optimizer.SGD
+        else tf.keras.optimizers.Adam(rate)
     )
+    model.compile(optimizer, tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x_val, y_val = (ds.x_val, ds.y_val) if len(ds.x_val) else (ds.x_train, ds.y_train)
     best, best_weights, history = accuracy(model, x_val, y_val), model.get_weights(), []
     for _ in range(cfg.epochs):

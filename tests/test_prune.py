@@ -91,6 +91,8 @@ def test_lowest_scores_go_first_and_global_never_empties_a_layer():
         ({"ratio": 1.0}, r"prune\.ratio: got 1\.0, allowed range \[0, 1\)"),
         ({"criterion": "hessian"}, r"prune\.criterion: got 'hessian'"),
         ({"scope": "model"}, r"prune\.scope: got 'model'"),
+        ({"optimizer": "rmsprop"}, r"prune\.optimizer: got 'rmsprop'.*allowed: adam, sgd"),
+        ({"schedule": "step"}, r"prune\.schedule: got 'step'"),
     ],
 )
 def test_bad_prune_config(prune, message):
@@ -128,7 +130,7 @@ def test_prune_then_harden_is_bit_exact_in_csim(tmp_path, tiny_cfg_dict):
 
     tiny_cfg_dict.update(
         model={"name": "lenet", "input_shape": [8, 8, 1], "filters": [4, 6], "dense_units": 12},
-        prune={"ratio": 0.5, "epochs": 2},
+        prune={"ratio": 0.5, "epochs": 2, "optimizer": "adam", "schedule": "constant", "learning_rate": 0.003},
         hls={"csim_opt": "O1"},
     )
     steps = ["load", "train", "rank", "prune", "rank", "harden", "convert", "verify"]
