@@ -44,7 +44,7 @@ def test_nested_values_are_typed():
         ({"board": {"name": "zcu104", "part": "xc7a35t"}}, "not both"),
         ({"model": {"name": None}}, "give either 'name'"),
         ({"data": {"name": "npz"}}, "data.path: required"),
-        ({"prune": {"ratio": 0.5}}, "unknown key 'prune.ratio'"),
+        ({"estimate": {"method": "analytic"}}, "unknown key 'estimate.method'"),
         ({"rank": {"method": "hessian"}}, "rank.method: got 'hessian'"),
         ([1, 2], "expected a mapping"),
     ],
