@@ -85,10 +85,10 @@ def _ranking(scores):
 
 
 def _cost(costs) -> tuple[int, int]:
-    return (
-        sum(c.macs_per_channel * c.channels for c in costs.values()),
-        sum(c.params_per_channel * c.channels for c in costs.values()),
-    )
+    from flow.harden import total_cost
+
+    total = total_cost(costs)
+    return total["macs"], total["params"]
 
 
 if __name__ == "__main__":

@@ -81,14 +81,11 @@ def _row(variant: Variant, vdir: Path) -> dict:
             macs=cost["macs_hardened"], macs_overhead_pct=cost["macs_overhead_pct"],
         )  # fmt: skip
     else:
-        from flow.harden import layer_costs
+        from flow.harden import layer_costs, total_cost
         from flow.modelio import load_model
 
-        costs = layer_costs(load_model(vdir / read_manifest(vdir)["model"])).values()
-        row.update(
-            params=sum(c.params_per_channel * c.channels for c in costs), params_overhead_pct=0.0,
-            macs=sum(c.macs_per_channel * c.channels for c in costs), macs_overhead_pct=0.0,
-        )  # fmt: skip
+        row.update(total_cost(layer_costs(load_model(vdir / read_manifest(vdir)["model"]))))
+        row.update(params_overhead_pct=0.0, macs_overhead_pct=0.0)
     return {key: row[key] for key in COLUMNS}
 
 

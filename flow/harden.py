@@ -28,6 +28,19 @@ class LayerCost:
     params_per_channel: int  # kernel weights + bias of one output channel
     macs_per_channel: int  # multiply-accumulates of one output channel over the whole output map
 
+    @property
+    def params(self) -> int:
+        return self.params_per_channel * self.channels
+
+    @property
+    def macs(self) -> int:
+        return self.macs_per_channel * self.channels
+
+
+def total_cost(costs: dict[str, LayerCost]) -> dict[str, int]:
+    """Parameters and MACs of all QConv2D/QDense layers together."""
+    return {"params": sum(c.params for c in costs.values()), "macs": sum(c.macs for c in costs.values())}
+
 
 def layer_costs(model) -> dict[str, LayerCost]:
     """Per QConv2D/QDense: channels, parameters and MACs of one output channel."""
@@ -103,10 +116,7 @@ def _by_budget(costs: dict[str, LayerCost], layers: list[str], ranking: Ranking,
         c = costs[name]
         return copies * (c.macs_per_channel if cfg.budget_metric is CostMetric.MACS else c.params_per_channel)
 
-    total = sum(
-        c.channels * (c.macs_per_channel if cfg.budget_metric is CostMetric.MACS else c.params_per_channel)
-        for c in costs.values()
-    )
+    total = total_cost(costs)[cfg.budget_metric.value]
     allowance = total * cfg.budget / 100.0
     candidates = [
         (float(ranking.scores[n][c]) / max(1, unit_cost(n)), n, c) for n in layers for c in range(costs[n].channels)
@@ -231,10 +241,10 @@ def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: H
             "extra_channels": extra,
             "copy_layers": [copy_name(name, n) for n in (1, 2) if copy_name(name, n) in hard],
             "protected": selection.get(name, []),
-            "params": b.params_per_channel * b.channels,
-            "params_hardened": b.params_per_channel * (b.channels + extra),
-            "macs": b.macs_per_channel * b.channels,
-            "macs_hardened": b.macs_per_channel * (b.channels + extra),
+            "params": b.params,
+            "params_hardened": b.params + b.params_per_channel * extra,
+            "macs": b.macs,
+            "macs_hardened": b.macs + b.macs_per_channel * extra,
         }
     total = {
         key: sum(r[key] for r in rows.values())

@@ -187,6 +187,7 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     Checks that with no fault the hardened model gives exactly the unhardened model's logits on the test set."""
     from flow.harden import harden_model, overhead_summary, select_channels
     from flow.modelio import load_model, save_model
+    from flow.training import logits
 
     manifest = read_manifest(state.out)
     if state.model is None and "unhardened_model" in manifest:  # a rerun hardens the same model again
@@ -196,8 +197,6 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     ranking = _recorded_ranking(state)
     selection = select_channels(state.model, ranking, cfg.harden)
     hardened = harden_model(state.model, selection, cfg.harden, state.data.x_train[: cfg.harden.profile_samples])
-    from flow.training import logits
-
     baseline_logits, hardened_logits = logits(state.model, state.data.x_test), logits(hardened, state.data.x_test)
     summary = overhead_summary(state.model, hardened, selection, cfg.harden)
     summary["no_fault_bit_exact"] = bool(np.array_equal(baseline_logits, hardened_logits))
@@ -252,10 +251,10 @@ def step_prune(state: RunState, cfg: RunConfig) -> RunState:
             "channels": b.channels,
             "channels_after": after[name].channels,
             "removed": removals.get(name, []),
-            "params": b.params_per_channel * b.channels,
-            "params_after": after[name].params_per_channel * after[name].channels,
-            "macs": b.macs_per_channel * b.channels,
-            "macs_after": after[name].macs_per_channel * after[name].channels,
+            "params": b.params,
+            "params_after": after[name].params,
+            "macs": b.macs,
+            "macs_after": after[name].macs,
         }
         for name, b in before.items()
     }
