@@ -282,21 +282,38 @@ class Variant(enum.StrEnum):
     SELECTIVE_TMR = "selective_tmr"
     FULL_DMR = "full_dmr"
     FULL_TMR = "full_tmr"
+    PRUNED = "pruned"  # prune.* (criterion, ratio), fine-tuned
+    PRUNED_L1 = "pruned_l1"  # the same with criterion l1 (the conventional baseline)
+    PRUNED_HARDENED = "pruned_hardened"  # pruned, ranked again, then hardened selectively (harden.*, min)
 
 
 @dataclass(frozen=True)
 class CompareConfig:
     variants: tuple[Variant, ...] = tuple(Variant)  # each gets the same fault model (inject.*); selection: harden.*
+    ratios: tuple[float, ...] = ()  # hardening ratios of the selective variants; empty = harden.ratio
+    prune_ratios: tuple[float, ...] = ()  # pruning ratios of the pruned variants; empty = prune.ratio
+
+    def __post_init__(self) -> None:
+        for key, values, top in (("ratios", self.ratios, 1.0), ("prune_ratios", self.prune_ratios, None)):
+            bad = [v for v in values if not (0 < v <= 1 if top else 0 < v < 1)]
+            if bad:
+                allowed = "in (0, 1]" if top else "in (0, 1)"
+                raise FlowError(f"{key}: got {bad[0]}; every ratio must be {allowed}")
+
+
+class EstimateMethod(enum.StrEnum):
+    ANALYTIC = "analytic"  # formulas over the hls4ml graph (flow/estimate.py), seconds, no tools
+    VENDOR = "vendor"  # hls4ml's build (C synthesis) with vivado_hls / vitis_hls on PATH, its reports
 
 
 @dataclass(frozen=True)
 class EstimateConfig:
-    """Filled by the resource-estimation work."""
+    method: EstimateMethod = EstimateMethod.ANALYTIC
 
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """Filled by the report work."""
+    title: str | None = None  # heading of report/index.html; null = the run directory's name
 
 
 @dataclass(frozen=True)

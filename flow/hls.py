@@ -54,6 +54,9 @@ def hls_config(model, cfg: HlsConfig, input_frac_bits: int, trace: bool = False)
     config["Model"]["Strategy"] = cfg.strategy.value
     config["Model"]["ReuseFactor"] = cfg.reuse_factor
     layers = config["LayerName"]
+    for layer in layers.values():  # granularity 'name' writes ReuseFactor 1 per layer, hiding the model's
+        if "ReuseFactor" in layer:
+            layer["ReuseFactor"] = cfg.reuse_factor
     input_name = model.layers[0].name
     layers[input_name]["Precision"]["result"] = cfg.input_precision or f"ufixed<{input_frac_bits + 1},1>"
     for name, override in cfg.layers.items():
@@ -75,17 +78,13 @@ def hls_config(model, cfg: HlsConfig, input_frac_bits: int, trace: bool = False)
     return config
 
 
-def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path, trace: bool = False):
-    """Convert to an hls4ml ModelGraph and write the project (no compilation).
-
-    hls4ml's console output goes to ``<output_dir>.log``. Returns (graph, hls4ml config)."""
+def build_graph(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path, trace: bool = False):
+    """Convert to an hls4ml ModelGraph in memory (nothing written but ``<output_dir>.log``, hls4ml's console
+    output). Returns (graph, hls4ml config)."""
     import hls4ml
 
-    from flow.hls_ext import register_correction
-
-    register_correction()
     config = hls_config(model, cfg, input_frac_bits, trace)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(output_dir.parent / f"{output_dir.name}.log", "w") as log_file, contextlib.redirect_stdout(log_file):
         try:
             graph = hls4ml.converters.convert_from_keras_model(
@@ -100,6 +99,16 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
             )
         except Exception as exc:  # hls4ml raises bare Exceptions for unsupported input
             raise FlowError(f"hls4ml cannot convert the model: {' '.join(str(exc).split())}") from None
+    return graph, config
+
+
+def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path, trace: bool = False):
+    """Convert to an hls4ml ModelGraph and write the project (no compilation).
+
+    hls4ml's console output goes to ``<output_dir>.log``. Returns (graph, hls4ml config)."""
+    graph, config = build_graph(model, cfg, board, input_frac_bits, output_dir, trace)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir.parent / f"{output_dir.name}.log", "a") as log_file, contextlib.redirect_stdout(log_file):
         graph.write()
     from flow.fi_bridge import append_bridge, array_table
 

@@ -334,6 +334,23 @@ def _crosscheck(model, lib, faults, x, y, n: int, seed: int) -> dict:
 
 
 Step = Callable[[RunState, RunConfig], RunState]
+
+
+def step_estimate(state: RunState, cfg: RunConfig) -> RunState:
+    """Resources and latency of the current model (estimate.method) and the board's utilisation:
+    <out>/estimate/resources.json."""
+    from flow.resources import estimate_resources
+
+    state = need_model(state, "estimate")
+    out = state.step_dir("estimate")
+    result = estimate_resources(state.model, cfg, out)
+    (out / "resources.json").write_text(json.dumps(result, indent=2))
+    return state.with_summary(
+        "estimate", method=result["method"], **result["total"], latency_cycles=result["latency"]["cycles"],
+        board=result["board"], fits=result["fits"],
+    )  # fmt: skip
+
+
 STEPS: dict[str, Step] = {
     "load": step_load,
     "train": step_train,
@@ -343,6 +360,7 @@ STEPS: dict[str, Step] = {
     "convert": step_convert,
     "verify": step_verify,
     "inject": step_inject,
+    "estimate": step_estimate,
 }
 DEFAULT_STEPS: tuple[str, ...] = ("load", "train", "rank", "convert", "verify")
 

@@ -33,6 +33,7 @@ def test_overrides_from_the_run_config():
     assert config["Model"]["Strategy"] == "Resource" and config["Model"]["ReuseFactor"] == 4
     fc1 = config["LayerName"]["fc1"]
     assert fc1["ReuseFactor"] == 8 and fc1["Strategy"] == "Latency"
+    assert config["LayerName"]["conv1"]["ReuseFactor"] == 4  # the model's reuse factor reaches every layer
     assert fc1["Precision"]["accum"] == "fixed<20,8>"
     assert fc1["Precision"]["weight"] == "fixed<6,1,TRN,WRAP,0>"  # untouched keys stay
     assert config["LayerName"]["image"]["Precision"]["result"] == "ufixed<10,2>"
