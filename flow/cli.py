@@ -143,10 +143,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out = Path(args.out or cfg.out)
     rows = compare(cfg, out)
     print(f"ftflow compare: {args.config} -> {out / 'compare'}")
-    shown = ("variant", "macs_overhead_pct", "faults", "critical_rate", "critical_ci95", "mean_accuracy_under_fault")
-    print("  " + "  ".join(f"{c:>16}" for c in shown))
+    shown = ("variant", "fault_free_accuracy", "critical_rate", "critical_ci95", "LUT", "DSP", "latency_cycles",
+             "LUT_overhead_pct", "critical_reduction_pct")  # fmt: skip
+    print("  " + "  ".join(f"{c:>20}" for c in shown))
     for row in rows:
-        print("  " + "  ".join(f"{row[c]!s:>16}" for c in shown))
+        print("  " + "  ".join(f"{row[c]!s:>20}" for c in shown))
     print(f"  tables: {out / 'compare' / 'table.csv'}, {out / 'compare' / 'table.md'} ({len(COLUMNS)} columns)")
     return 0
 

@@ -1,5 +1,7 @@
-"""Comparison runs: the same fault campaign on several hardening variants of one trained model, and a table of
-critical-SDC rate, accuracy and overhead per variant (``<out>/compare/table.csv`` and ``table.md``)."""
+"""Comparison runs: the same fault campaign and the same resource estimate on several variants of one trained
+model (baseline, selective hardening at several ratios, selective TMR, full DMR/TMR, pruned, pruned+hardened),
+and one table of accuracy, critical-SDC rate, LUT/FF/DSP/BRAM, latency and overheads vs the baseline
+(``<out>/compare/table.csv`` and ``table.md``)."""
 
 from __future__ import annotations
 
@@ -7,9 +9,11 @@ import csv
 import dataclasses
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from flow.config import HardenMode, Policy, RunConfig, Variant
+from flow.config import HardenMode, Policy, PruneCriterion, RunConfig, Selection, Variant, config_to_dict
+from flow.estimate import RESOURCE_KEYS
 from flow.state import RunState, read_manifest
 
 HARDENING = {
@@ -18,15 +22,68 @@ HARDENING = {
     Variant.SELECTIVE_TMR: (HardenMode.SELECTIVE_TMR, Policy.VOTE),
     Variant.FULL_DMR: (HardenMode.FULL_DMR, Policy.MIN),
     Variant.FULL_TMR: (HardenMode.FULL_TMR, Policy.VOTE),
+    Variant.PRUNED_HARDENED: (HardenMode.SELECTIVE, Policy.MIN),
 }
+SWEPT_BY_HARDEN_RATIO = (Variant.SELECTIVE_MIN, Variant.SELECTIVE_RANGE, Variant.SELECTIVE_TMR)
+SWEPT_BY_PRUNE_RATIO = (Variant.PRUNED, Variant.PRUNED_L1, Variant.PRUNED_HARDENED)
+OVERHEAD_KEYS = ("params", "macs", *RESOURCE_KEYS, "latency_cycles")
 COLUMNS = (
-    "variant", "params", "params_overhead_pct", "macs", "macs_overhead_pct", "faults", "critical_rate",
-    "critical_ci95", "sdc_rate", "masked_rate", "mean_accuracy_under_fault", "fault_free_accuracy",
+    "variant", "kind", "harden_ratio", "prune_ratio", "fault_free_accuracy", "faults", "critical_rate", "critical_ci95",
+    "sdc_rate", "masked_rate", "mean_accuracy_under_fault", "params", "macs", *RESOURCE_KEYS, "latency_cycles",
+    *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "fits_board",
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Case:
+    """One row of the comparison: a variant at one hardening or pruning ratio."""
+
+    variant: Variant
+    harden_ratio: float | None = None
+    prune_ratio: float | None = None
+
+    @property
+    def label(self) -> str:
+        ratio = self.harden_ratio if self.harden_ratio is not None else self.prune_ratio
+        return self.variant.value if ratio is None else f"{self.variant.value}_{ratio:g}"
+
+
+def cases(cfg: RunConfig) -> list[Case]:
+    """The rows the config asks for; the baseline always comes first (it is the reference of the overheads)."""
+    harden_ratios = cfg.compare.ratios or (cfg.harden.ratio if cfg.harden.selection is Selection.RATIO else None,)
+    prune_ratios = cfg.compare.prune_ratios or (cfg.prune.ratio,)
+    result = [Case(Variant.BASELINE)]
+    for variant in cfg.compare.variants:
+        if variant in SWEPT_BY_HARDEN_RATIO:
+            result += [Case(variant, harden_ratio=r) for r in harden_ratios]
+        elif variant in SWEPT_BY_PRUNE_RATIO:
+            result += [Case(variant, prune_ratio=r) for r in prune_ratios]
+        elif variant is not Variant.BASELINE:
+            result.append(Case(variant))
+    return result
+
+
+def case_config(cfg: RunConfig, case: Case) -> tuple[RunConfig, list[str]]:
+    """The run config and the steps that build, estimate and inject one case from the trained, ranked model."""
+    steps = ["convert", "inject", "estimate"]
+    if case.prune_ratio is not None:
+        criterion = PruneCriterion.L1 if case.variant is Variant.PRUNED_L1 else cfg.prune.criterion
+        prune = dataclasses.replace(cfg.prune, ratio=case.prune_ratio, criterion=criterion, channels={})
+        cfg = dataclasses.replace(cfg, prune=prune)
+        steps = ["prune", *(["rank", "harden"] if case.variant is Variant.PRUNED_HARDENED else []), *steps]
+    elif case.variant in HARDENING:
+        steps = ["harden", *steps]
+    if case.variant in HARDENING:
+        mode, policy = HARDENING[case.variant]
+        harden = dataclasses.replace(cfg.harden, mode=mode, policy=policy)
+        if case.harden_ratio is not None:
+            harden = dataclasses.replace(harden, selection=Selection.RATIO, ratio=case.harden_ratio)
+        cfg = dataclasses.replace(cfg, harden=harden)
+    return cfg, steps
+
+
 def compare(cfg: RunConfig, out: Path) -> list[dict]:
-    """Train and rank once in ``out`` (reused if there), then harden, convert and inject every variant."""
+    """Train and rank once in ``out`` (reused if there), then build, estimate and inject every case."""
     from flow.steps import run
 
     manifest = read_manifest(out)
@@ -34,17 +91,17 @@ def compare(cfg: RunConfig, out: Path) -> list[dict]:
         run(cfg, out, ["load", "train", "rank"])
         manifest = read_manifest(out)
     rows = []
-    for variant in cfg.compare.variants:
-        vdir = out / "compare" / variant.value
-        _seed_variant_dir(out, manifest, vdir)
-        vcfg = cfg
-        steps = ["convert", "inject"]
-        if variant is not Variant.BASELINE:
-            mode, policy = HARDENING[variant]
-            vcfg = dataclasses.replace(cfg, harden=dataclasses.replace(cfg.harden, mode=mode, policy=policy))
-            steps = ["harden", *steps]
-        run(vcfg, vdir, steps)
-        rows.append(_row(variant, vdir))
+    for case in cases(cfg):
+        vdir = out / "compare" / case.label
+        vcfg, steps = case_config(cfg, case)
+        fingerprint = json.dumps({"config": config_to_dict(vcfg), "steps": steps}, sort_keys=True)
+        done = vdir / "case.json"
+        if not (done.is_file() and done.read_text() == fingerprint):  # a finished case is not run again
+            _seed_variant_dir(out, manifest, vdir)
+            run(vcfg, vdir, steps)
+            done.write_text(fingerprint)
+        rows.append(_row(case, vdir))
+    rows = add_overheads(rows)
     _write_tables(rows, out / "compare")
     return rows
 
@@ -54,44 +111,64 @@ def _seed_variant_dir(out: Path, manifest: dict, vdir: Path) -> None:
     state = RunState(out=vdir)
     for key, step in (("model", "train"), ("ranking", "rank")):
         target = state.step_dir(step) / Path(manifest[key]).name
-        if not target.exists():
-            shutil.copy2(out / manifest[key], target)
+        shutil.copy2(out / manifest[key], target)
         state.record(**{key: target})
     state.record(unhardened_model=None)
 
 
-def _row(variant: Variant, vdir: Path) -> dict:
+def _row(case: Case, vdir: Path) -> dict:
+    """One case's measured figures: fault campaign, model cost, resources and latency."""
+    from flow.harden import layer_costs, total_cost
+    from flow.modelio import load_model
+
     summary = json.loads((vdir / "inject" / "summary.json").read_text())
+    resources = json.loads((vdir / "estimate" / "resources.json").read_text())
     total = summary["total"]
-    row = {
-        "variant": variant.value,
+    cost = total_cost(layer_costs(load_model(vdir / read_manifest(vdir)["model"])))
+    return {
+        "variant": case.label,
+        "kind": case.variant.value,
+        "harden_ratio": "" if case.harden_ratio is None else case.harden_ratio,
+        "prune_ratio": "" if case.prune_ratio is None else case.prune_ratio,
+        "fault_free_accuracy": round(summary["golden_accuracy"], 5),
         "faults": total["n_faults"],
         "critical_rate": round(total["critical"]["rate"], 5),
         "critical_ci95": "[{:.4f}, {:.4f}]".format(*total["critical"]["ci95"]),
         "sdc_rate": round(total["sdc"]["rate"], 5),
         "masked_rate": round(total["masked"]["rate"], 5),
         "mean_accuracy_under_fault": round(total["mean_accuracy"], 5),
-        "fault_free_accuracy": round(summary["golden_accuracy"], 5),
+        "params": cost["params"],
+        "macs": cost["macs"],
+        **resources["total"],
+        "latency_cycles": resources["latency"]["cycles"],
+        "fits_board": resources["fits"],
     }
-    harden = vdir / "harden" / "summary.json"
-    if harden.is_file():
-        cost = json.loads(harden.read_text())["total"]
-        row.update(
-            params=cost["params_hardened"], params_overhead_pct=cost["params_overhead_pct"],
-            macs=cost["macs_hardened"], macs_overhead_pct=cost["macs_overhead_pct"],
-        )  # fmt: skip
-    else:
-        from flow.harden import layer_costs, total_cost
-        from flow.modelio import load_model
 
-        row.update(total_cost(layer_costs(load_model(vdir / read_manifest(vdir)["model"]))))
-        row.update(params_overhead_pct=0.0, macs_overhead_pct=0.0)
-    return {key: row[key] for key in COLUMNS}
+
+def add_overheads(rows: list[dict]) -> list[dict]:
+    """Overheads in % of the first row (the baseline) and the reduction of its critical-SDC rate in %."""
+    base = rows[0]
+
+    def pct(value: float, reference: float) -> float | str:
+        return round(100.0 * (value - reference) / reference, 2) if reference else ""
+
+    return [
+        {
+            **row,
+            **{f"{key}_overhead_pct": pct(row[key], base[key]) for key in OVERHEAD_KEYS},
+            "critical_reduction_pct": (
+                round(100.0 * (base["critical_rate"] - row["critical_rate"]) / base["critical_rate"], 2)
+                if base["critical_rate"]
+                else ""
+            ),
+        }
+        for row in rows
+    ]
 
 
 def _write_tables(rows: list[dict], directory: Path) -> None:
     with open(directory / "table.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        writer = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
