@@ -72,6 +72,17 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", help="output directory (default: the config's 'out')")
     compare.set_defaults(func=_cmd_compare)
 
+    report = sub.add_parser("report", parents=[common], help="write <out>/report/index.html from a run directory")
+    report.add_argument("out", help="run directory (of ftflow run or ftflow compare)")
+    report.add_argument("--title", help="page title (default: the directory's name)")
+    report.set_defaults(func=_cmd_report)
+
+    export = sub.add_parser("export", parents=[common], help="copy variants' hls4ml projects out, ready to build")
+    export.add_argument("out", help="run directory (of ftflow run or ftflow compare)")
+    export.add_argument("--variant", action="append", help="variant to export (repeatable; default: all)")
+    export.add_argument("--dest", help="destination directory (default: <out>/export)")
+    export.set_defaults(func=_cmd_export)
+
     steps = sub.add_parser("steps", parents=[common], help="list the pipeline steps")
     steps.set_defaults(func=_cmd_steps)
     boards = sub.add_parser("boards", parents=[common], help="list the known boards")
@@ -149,6 +160,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for row in rows:
         print("  " + "  ".join(f"{row[c]!s:>20}" for c in shown))
     print(f"  tables: {out / 'compare' / 'table.csv'}, {out / 'compare' / 'table.md'} ({len(COLUMNS)} columns)")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from flow.report import write_report
+
+    print(f"ftflow report: {write_report(Path(args.out), args.title)}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from flow.export import export_projects
+
+    for path in export_projects(Path(args.out), args.variant, Path(args.dest) if args.dest else None):
+        print(f"ftflow export: {path} (build: see {path / 'EXPORT.md'})")
     return 0
 
 

@@ -179,3 +179,41 @@ def fi_runs(tmp_path_factory):
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         list(pool.map(lambda p: compile_project(p, "O1"), projects))
     return runs
+
+
+# ---- one small `ftflow compare` run shared by the comparison, report and export tests ----
+
+COMPARE = {
+    "seed": 1,
+    "data": {"name": "digits", "n_train": 300, "n_test": 40},
+    "model": {"name": "lenet", "input_shape": [8, 8, 1], "filters": [2, 4], "dense_units": 8},
+    "train": {"epochs": 2},
+    "hls": {"csim_opt": "O1"},
+    "rank": {"method": "l1"},
+    "prune": {"epochs": 1},
+    "inject": {"sampling": "count", "count": 80, "samples": 30},
+    "compare": {
+        "variants": ["selective_min", "full_tmr", "pruned", "pruned_l1", "pruned_hardened"],
+        "ratios": [0.3, 0.6],
+        "prune_ratios": [0.5],
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def compare_run(tmp_path_factory):
+    """(config path, run directory, printed output) of ``ftflow compare`` on a tiny LeNet."""
+    import contextlib
+    import io
+
+    import yaml
+
+    from flow.cli import main
+
+    base = tmp_path_factory.mktemp("compare")
+    path = base / "cfg.yaml"
+    path.write_text(yaml.safe_dump(COMPARE))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["compare", str(path), "--out", str(base / "out")]) == 0
+    return path, base / "out", printed.getvalue()

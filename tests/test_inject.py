@@ -250,27 +250,17 @@ def test_crosscheck_fails_loudly_on_a_real_difference(fi_runs):
         crosscheck(state.model, ShiftedLib(lib), lib.arrays, faults, x, y)
 
 
-def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(tmp_path, capsys):
+def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(compare_run):
     from flow.cli import main
 
-    cfg = {
-        "seed": 1,
-        "data": {"name": "digits", "n_train": 300, "n_test": 40},
-        "model": {"name": "lenet", "input_shape": [8, 8, 1], "filters": [2, 4], "dense_units": 8},
-        "train": {"epochs": 2},
-        "hls": {"csim_opt": "O1"},
-        "prune": {"epochs": 1},
-        "inject": {"sampling": "count", "count": 80, "samples": 30},
-        "compare": {"variants": ["selective_min", "full_tmr", "pruned_hardened"], "ratios": [0.3, 0.6],
-                    "prune_ratios": [0.5]},
-    }  # fmt: skip
-    path = tmp_path / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["compare", str(path), "--out", str(tmp_path / "out")]) == 0
-    table_path = tmp_path / "out" / "compare" / "table.csv"
+    path, out, printed = compare_run
+    table_path = out / "compare" / "table.csv"
     with open(table_path) as f:
         rows = {row["variant"]: row for row in csv.DictReader(f)}
-    assert list(rows) == ["baseline", "selective_min_0.3", "selective_min_0.6", "full_tmr", "pruned_hardened_0.5"]
+    assert list(rows) == [
+        "baseline", "selective_min_0.3", "selective_min_0.6", "full_tmr", "pruned_0.5", "pruned_l1_0.5",
+        "pruned_hardened_0.5",
+    ]  # fmt: skip
     assert all(int(r["faults"]) == 80 for r in rows.values())
     assert float(rows["full_tmr"]["critical_rate"]) == 0.0  # every weight/bias fault is outvoted
     assert float(rows["baseline"]["critical_rate"]) > 0.0
@@ -279,12 +269,14 @@ def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(tmp_path, 
     lut = [float(rows[v]["LUT_overhead_pct"]) for v in ("selective_min_0.3", "selective_min_0.6", "full_tmr")]
     assert 0 < lut[0] < lut[1] < lut[2]  # more protection, more LUTs
     assert int(rows["pruned_hardened_0.5"]["macs"]) < int(rows["selective_min_0.3"]["macs"])
+    assert int(rows["pruned_0.5"]["macs"]) < int(rows["pruned_hardened_0.5"]["macs"])
+    assert float(rows["pruned_0.5"]["LUT_overhead_pct"]) < 0 and float(rows["pruned_l1_0.5"]["LUT_overhead_pct"]) < 0
     assert rows["pruned_hardened_0.5"]["prune_ratio"] == "0.5" and rows["selective_min_0.6"]["harden_ratio"] == "0.6"
     assert all(rows[v]["fits_board"] in ("True", "False") for v in rows)
-    assert (tmp_path / "out" / "compare" / "table.md").read_text().count("\n") == 7
-    assert "full_tmr" in capsys.readouterr().out
+    assert (out / "compare" / "table.md").read_text().count("\n") == 9
+    assert "full_tmr" in printed
     first = table_path.read_text()
-    stamp = (tmp_path / "out" / "compare" / "full_tmr" / "inject" / "summary.json").stat().st_mtime_ns
-    assert main(["compare", str(path), "--out", str(tmp_path / "out")]) == 0  # finished cases are not rerun
+    stamp = (out / "compare" / "full_tmr" / "inject" / "summary.json").stat().st_mtime_ns
+    assert main(["compare", str(path), "--out", str(out)]) == 0  # finished cases are not rerun
     assert table_path.read_text() == first
-    assert (tmp_path / "out" / "compare" / "full_tmr" / "inject" / "summary.json").stat().st_mtime_ns == stamp
+    assert (out / "compare" / "full_tmr" / "inject" / "summary.json").stat().st_mtime_ns == stamp
