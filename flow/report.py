@@ -113,12 +113,21 @@ def _run_tables(out: Path) -> list[str]:
     return parts
 
 
+def _configured_title(out: Path) -> str | None:
+    """``report.title`` of the configuration the run wrote (``<out>/config.yaml``), if any."""
+    import yaml
+
+    path = out / "config.yaml"
+    data = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return ((data or {}).get("report") or {}).get("title")
+
+
 def write_report(out: Path, title: str | None = None) -> Path:
     """Write ``<out>/report/index.html`` from the run directory ``out``; returns its path."""
     out = Path(out)
     if not out.is_dir():
         raise FlowError(f"report: run directory not found: {out}")
-    title = title or f"ftflow report: {out.resolve().name}"
+    title = title or _configured_title(out) or f"ftflow report: {out.resolve().name}"
     page = (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"

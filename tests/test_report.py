@@ -65,10 +65,12 @@ def test_report_embeds_every_plot_and_the_comparison_table(compare_run, capsys):
     assert "<title>tiny LeNet</title>" in text
 
 
-def test_report_of_a_run_without_comparison_says_what_is_missing(tmp_path, tiny_cfg):
+def test_report_of_a_run_without_comparison_says_what_is_missing(tmp_path, tiny_cfg_dict):
+    from flow.config import config_from_dict
     from flow.steps import run
 
-    run(tiny_cfg, tmp_path, ["load", "estimate"])
+    tiny_cfg_dict["report"] = {"title": "Tiny run"}
+    run(config_from_dict(tiny_cfg_dict, "tiny"), tmp_path, ["load", "estimate"])
     assert main(["report", str(tmp_path)]) == 0
     path = tmp_path / "report" / "index.html"
     page = _page(path)
@@ -76,6 +78,7 @@ def test_report_of_a_run_without_comparison_says_what_is_missing(tmp_path, tiny_
     text = path.read_text()
     assert "No comparison table in this run directory" in text and "ftflow compare" in text
     assert any("estimate (analytic)" in c for c in page.captions) and "board utilisation" in page.captions
+    assert "<title>Tiny run</title>" in text  # report.title from the run's config
 
 
 def test_report_of_a_missing_directory_is_a_clear_error(tmp_path, capsys):

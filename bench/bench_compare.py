@@ -1,0 +1,84 @@
+"""Comparison benchmark on lenet/digits: every variant of examples/compare_lenet.yaml at more hardening ratios and
+with more faults; prints the table and checks the goal "selective hardening reaches >= 90 % of full TMR's
+critical-SDC reduction at <= 25 % of full TMR's LUT+DSP overhead" for every selective variant.
+
+Usage: .venv/bin/python bench/bench_compare.py [--ratios 0.1,0.2,0.3,0.5] [--faults 1000] [--out runs/bench_compare]
+A rerun with the same arguments reuses the finished variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "compare_lenet.yaml"
+SHOWN = ("variant", "fault_free_accuracy", "critical_rate", "critical_ci95", "LUT", "FF", "DSP", "BRAM_18K",
+         "latency_cycles", "LUT_overhead_pct", "macs_overhead_pct", "fits_board")  # fmt: skip
+REDUCTION_GOAL, COST_GOAL = 0.90, 0.25
+
+
+def _cost(row: dict) -> float:
+    return float(row["LUT"]) + float(row["DSP"])
+
+
+def goal_check(rows: list[dict]) -> list[tuple[str, float, float, bool]]:
+    """Per selective/pruned+hardened row: (variant, share of TMR's critical reduction, share of TMR's LUT+DSP
+    overhead, goal met)."""
+    base, tmr = rows[0], next(r for r in rows if r["variant"] == "full_tmr")
+    gain = float(base["critical_rate"]) - float(tmr["critical_rate"])
+    spend = _cost(tmr) - _cost(base)
+    result = []
+    for row in rows:
+        if row["kind"].startswith("selective") or row["kind"] == "pruned_hardened":
+            reduction = (float(base["critical_rate"]) - float(row["critical_rate"])) / gain
+            cost = (_cost(row) - _cost(base)) / spend
+            result.append((row["variant"], reduction, cost, reduction >= REDUCTION_GOAL and cost <= COST_GOAL))
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ratios", default="0.1,0.2,0.3,0.5")
+    parser.add_argument("--faults", type=int, default=1000)
+    parser.add_argument("--out", default="runs/bench_compare")
+    args = parser.parse_args()
+
+    import yaml
+
+    from flow.compare import compare
+    from flow.config import config_from_dict
+
+    plain = yaml.safe_load(EXAMPLE.read_text())
+    plain["compare"]["ratios"] = [float(r) for r in args.ratios.split(",")]
+    plain["inject"]["count"] = args.faults
+    cfg = config_from_dict(plain, f"{EXAMPLE} (bench overrides)")
+    start = time.perf_counter()
+    rows = compare(cfg, Path(args.out))
+    seconds = time.perf_counter() - start
+    print(f"lenet/digits, {args.faults} single bit flips in weights+biases per variant, 100 test images, "
+          f"ranking {cfg.rank.method}, board {cfg.board.name}, analytic estimate ({seconds:.0f} s)")  # fmt: skip
+    print("  ".join(f"{c:>18}" for c in SHOWN))
+    for row in rows:
+        print("  ".join(f"{row[c]!s:>18}" for c in SHOWN))
+    print(f"\ngoal: >= {REDUCTION_GOAL:.0%} of full TMR's critical-SDC reduction at <= {COST_GOAL:.0%} of its LUT+DSP "
+          "overhead")  # fmt: skip
+    checks = goal_check(rows)
+    for name, reduction, cost, met in checks:
+        print(f"  {name:<24} reduction {reduction:7.1%} of TMR's   cost {cost:7.1%} of TMR's   {'MET' if met else '-'}")
+    within = [c for c in checks if c[2] <= COST_GOAL]
+    if within:
+        best = max(within, key=lambda c: c[1])
+        print(
+            f"closest within the cost limit: {best[0]} ({best[1]:.1%} of TMR's reduction at {best[2]:.1%} of its cost)"
+        )
+    print(f"goal met by: {', '.join(c[0] for c in checks if c[3]) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
