@@ -194,6 +194,17 @@ def estimate_layer(layer, family: str, clock_ns: float, io_stream: bool) -> Laye
     return _elementwise(layer, io_stream, LUT_PER_ADDER_BIT)  # activations: compare + saturate per element
 
 
+def critical_path(graph, cycles: dict[str, int]) -> int:
+    """Longest path through the graph, each layer weighing ``cycles[name]`` (0 if absent): parallel branches such
+    as a layer and its copies overlap, as they do in an HLS dataflow region or pipeline."""
+    produced_by = {out: layer.name for layer in graph.get_layers() for out in layer.outputs}
+    finish: dict[str, int] = {}
+    for layer in graph.get_layers():
+        start = max((finish[produced_by[i]] for i in layer.inputs if i in produced_by), default=0)
+        finish[layer.name] = start + cycles.get(layer.name, 0)
+    return max(finish.values(), default=0)
+
+
 def estimate_graph(graph, part: str, clock_ns: float) -> dict:
     """Per-layer and total resources and the latency of an hls4ml ModelGraph (``method: analytic``)."""
     io_stream = graph.config.get_config_value("IOType") == "io_stream"
@@ -201,12 +212,14 @@ def estimate_graph(graph, part: str, clock_ns: float) -> dict:
     layers = [e for e in (estimate_layer(layer, family, clock_ns, io_stream) for layer in graph.get_layers()) if e]
     total = {key: int(sum(getattr(e, key) for e in layers)) for key in RESOURCE_KEYS}
     dataflow = str(getattr(graph.config, "pipeline_style", "pipeline")) == "dataflow" or io_stream
-    if io_stream:  # layers overlap: the slowest stage sets the pace, every stage adds its depth
-        cycles = max(e.ii_cycles for e in layers) + sum(e.depth_cycles for e in layers)
-    elif dataflow:  # arrays: a layer starts when the previous one has finished
-        cycles = sum(e.latency_cycles for e in layers)
+    ii = max(e.ii_cycles for e in layers)
+    depth = critical_path(graph, {e.name: e.depth_cycles for e in layers})
+    if io_stream:  # layers overlap: the slowest stage sets the pace, every stage on the path adds its depth
+        cycles = ii + depth
+    elif dataflow:  # arrays: a layer starts when its inputs are complete
+        cycles = critical_path(graph, {e.name: e.latency_cycles for e in layers})
     else:  # one pipeline
-        cycles = sum(e.depth_cycles for e in layers) + max(e.ii_cycles for e in layers) - 1
+        cycles = depth + ii - 1
     return {
         "method": "analytic",
         "part": part,
@@ -220,7 +233,7 @@ def estimate_graph(graph, part: str, clock_ns: float) -> dict:
         "latency": {
             "cycles": int(cycles),
             "ns": round(cycles * clock_ns, 3),
-            "ii_cycles": int(max(e.ii_cycles for e in layers)),
+            "ii_cycles": int(ii),
         },
     }
 

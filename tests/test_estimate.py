@@ -116,6 +116,9 @@ def test_duplicating_k_of_c_filters_adds_their_multipliers(tmp_path):
     assert hardened["multipliers"] == base["multipliers"] + layers["conv2_copy1"]["multipliers"]
     correction = layers["conv2_correction"]
     assert correction["LUT"] > 0 and correction["multipliers"] == 0
+    # the copy runs beside its original (dataflow): only the correction lengthens the critical path
+    assert hardened["pipeline_style"] == "dataflow"
+    assert hardened["latency"]["cycles"] == base["latency"]["cycles"] + correction["latency_cycles"]
     for key in ("LUT", "FF"):  # baseline layers unchanged, the copy and the correction on top
         unchanged = sum(e[key] for e in base["layers"])
         assert hardened["total"][key] == unchanged + layers["conv2_copy1"][key] + correction[key]
