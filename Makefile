@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test test-fast lint format bench clean
+.PHONY: demo test test-fast lint format bench clean tools
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/ftflow run examples/lenet_digits.yaml --out runs/lenet_digits
 
-test: $(STAMP) lint
+test: $(STAMP) lint tools
 	$(BIN)/pytest -q
+
+# the RTL tests need yosys and Icarus Verilog: Debian's packages, installed when missing
+tools:
+	@command -v yosys >/dev/null && command -v iverilog >/dev/null || { \
+	  SUDO=$$(command -v sudo || true); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys iverilog; }
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"

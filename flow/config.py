@@ -304,11 +304,17 @@ class CompareConfig:
 class EstimateMethod(enum.StrEnum):
     ANALYTIC = "analytic"  # formulas over the hls4ml graph (flow/estimate.py), seconds, no tools
     VENDOR = "vendor"  # hls4ml's build (C synthesis) with vivado_hls / vitis_hls on PATH, its reports
+    YOSYS = "yosys"  # da4ml RTL of every layer synthesized by yosys synth_xilinx (needs yosys on PATH)
 
 
 @dataclass(frozen=True)
 class EstimateConfig:
     method: EstimateMethod = EstimateMethod.ANALYTIC
+
+
+@dataclass(frozen=True)
+class RtlConfig:
+    samples: int = field(default=100, metadata=rng(1))  # test images simulated and compared with the C-sim
 
 
 @dataclass(frozen=True)
@@ -332,6 +338,7 @@ class RunConfig:
     harden: HardenConfig = field(default_factory=HardenConfig)
     inject: InjectConfig = field(default_factory=InjectConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    rtl: RtlConfig = field(default_factory=RtlConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 

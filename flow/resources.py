@@ -24,6 +24,8 @@ def estimate_resources(model, cfg: RunConfig, directory: Path) -> dict:
     else:
         graph, _ = build_graph(model, cfg.hls, board, cfg.data.input_frac_bits, directory / "graph")
         result = estimate_graph(graph, board.part, board.clock_period)
+        if cfg.estimate.method is EstimateMethod.YOSYS:
+            result = _yosys(graph, result, directory)
     fit = utilisation(result["total"], board.capacity)
     return {
         **result,
@@ -35,4 +37,22 @@ def estimate_resources(model, cfg: RunConfig, directory: Path) -> dict:
         "utilisation_pct": fit["percent"],
         "fits": fit["fits"],
         "over": fit["over"],
+    }
+
+
+def _yosys(graph, analytic: dict, directory: Path) -> dict:
+    """yosys cell counts of the da4ml RTL (combinational: the latency stays the analytic one), with the analytic
+    estimate beside it and their ratio (how far the estimator is from a real netlist)."""
+    from flow.rtl import require_tool, write_rtl
+    from flow.yosys import synthesize
+
+    require_tool("yosys", "estimate.method 'yosys'")
+    synth = synthesize(write_rtl(graph, directory / "rtl"), directory / "yosys")
+    ratio = {key: round(synth["total"][key] / analytic["total"][key], 3) if analytic["total"][key] else None
+             for key in ("LUT", "FF")}  # fmt: skip
+    return {
+        **synth,
+        "latency": {**analytic["latency"], "method": "analytic"},
+        "analytic": {"total": analytic["total"], "layers": analytic["layers"]},
+        "yosys_over_analytic": ratio,
     }

@@ -336,6 +336,35 @@ def _crosscheck(model, lib, faults, x, y, n: int, seed: int) -> dict:
 Step = Callable[[RunState, RunConfig], RunState]
 
 
+def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
+    """da4ml RTL of every layer (own Verilog module; copies kept apart), simulated with Icarus Verilog on test
+    images and compared bit for bit with the C-sim: <out>/rtl/report.json; fails if they differ."""
+    from flow.csim import CSimLibrary
+    from flow.hls import build_graph
+    from flow.rtl import require_tool, simulate, write_rtl
+
+    require_tool("iverilog", "step 'rtl'")
+    state = need_data(state, cfg, "rtl")
+    project = state.project or HlsProject.load(state.artefact("project", "rtl", "convert"))
+    out = state.step_dir("rtl")
+    graph, _ = build_graph(state.model, cfg.hls, resolve_board(cfg.board), cfg.data.input_frac_bits, out / "graph")
+    design = write_rtl(graph, out / "verilog")
+    x = state.data.x_test[: cfg.rtl.samples]
+    csim = CSimLibrary(project).predict(x).reshape(len(x), -1)
+    rtl = simulate(design, x.reshape(len(x), -1), out / "sim")
+    differing = int(np.any(rtl != csim, axis=1).sum())
+    report = {
+        "bit_exact": differing == 0, "n_samples": len(x), "n_samples_differing": differing,
+        "max_abs_diff": float(np.abs(rtl - csim).max()), "top": design.top,
+        "files": [str(f.relative_to(out)) for f in design.files],
+        "modules": {name: {"input": vars(i), "output": vars(o)} for name, (i, o) in design.modules.items()},
+    }  # fmt: skip
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    if differing:
+        raise VerificationError(f"RTL and C-sim differ on {differing} of {len(x)} samples (see {out / 'report.json'})")
+    return state.with_summary("rtl", bit_exact=True, n_samples=len(x), modules=len(design.modules))
+
+
 def step_estimate(state: RunState, cfg: RunConfig) -> RunState:
     """Resources and latency of the current model (estimate.method) and the board's utilisation:
     <out>/estimate/resources.json."""
@@ -361,6 +390,7 @@ STEPS: dict[str, Step] = {
     "verify": step_verify,
     "inject": step_inject,
     "estimate": step_estimate,
+    "rtl": step_rtl,
 }
 DEFAULT_STEPS: tuple[str, ...] = ("load", "train", "rank", "convert", "verify")
 

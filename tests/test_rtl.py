@@ -1,0 +1,133 @@
+"""RTL with da4ml, Icarus Verilog simulation against the C-sim, yosys synthesis, copies kept apart."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flow.boards import load_board
+from flow.config import HardenConfig, HardenMode, HlsConfig, OptLevel, config_from_dict
+from flow.errors import FlowError
+from flow.hls import build_graph
+
+PYNQ = load_board("pynq-z2")
+pytestmark = pytest.mark.slow
+
+
+def _mlp(units=8, seed=0):
+    """image 8x8x1 -> flatten -> QDense(units) -> quantized_relu(6,2) -> QDense(10) logits."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    tf.keras.utils.set_random_seed(seed)
+    q = quantized_bits(6, 0, alpha=1)
+    x = tf.keras.Input((8, 8, 1), name="image")
+    h = tf.keras.layers.Flatten(name="flatten")(x)
+    h = QDense(units, kernel_quantizer=q, bias_quantizer=q, name="fc1")(h)
+    h = QActivation(quantized_relu(6, 2), name="relu1")(h)
+    return tf.keras.Model(x, QDense(10, kernel_quantizer=q, bias_quantizer=q, name="logits")(h))
+
+
+def _rtl(model, directory: Path, keep_copies=True):
+    from flow.rtl import write_rtl
+
+    graph, _ = build_graph(model, HlsConfig(), PYNQ, 8, directory / "graph")
+    return write_rtl(graph, directory / "verilog", keep_copies=keep_copies)
+
+
+def test_round_half_to_even_cast_is_exact():
+    # ufixed<6,4> values with ties at .5 cast to ap_ufixed<4,4,RND_CONV,SAT>: ties go to the even neighbour
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+    from hls4ml.model.types import FixedPrecisionType, RoundingMode, SaturationMode
+
+    from flow.rtl_trace import cast
+
+    target = FixedPrecisionType(4, 4, False, RoundingMode.RND_CONV, SaturationMode.SAT)
+    x = FixedVariableArrayInput((1,))
+    comb = comb_trace(x, cast(x.quantize(0, 4, 2), target, "test").ravel())
+    values = np.array([0.5, 1.5, 2.5, 2.25, 2.75, 3.5, 14.5, 15.75])
+    got = np.array([comb.predict(np.array([[v]]))[0, 0] for v in values])
+    assert got.tolist() == [0, 2, 2, 2, 3, 4, 14, 15]  # 15.75 saturates at 15
+
+
+def test_one_layer_dense_end_to_end_bit_exact_and_synthesized(tmp_path):
+    import tensorflow as tf
+    from qkeras import QDense, quantized_bits
+
+    from flow.csim import CSimLibrary
+    from flow.estimate import estimate_graph
+    from flow.hls import convert
+    from flow.rtl import simulate
+    from flow.yosys import synthesize
+
+    tf.keras.utils.set_random_seed(3)
+    q = quantized_bits(6, 0, alpha=1)
+    inp = tf.keras.Input((16,), name="image")
+    model = tf.keras.Model(inp, QDense(4, kernel_quantizer=q, bias_quantizer=q, name="fc")(inp))
+    x = np.random.default_rng(0).integers(0, 257, size=(64, 16)) / 256
+    project, _ = convert(model, HlsConfig(csim_opt=OptLevel.O1), PYNQ, 8, tmp_path / "hls")
+    design = _rtl(model, tmp_path)
+    assert list(design.modules) == ["fc"]
+    rtl = simulate(design, x, tmp_path / "sim")
+    assert np.array_equal(rtl, CSimLibrary(project).predict(x).reshape(64, 4))  # bit for bit
+    synth = synthesize(design, tmp_path / "yosys")
+    graph, _ = build_graph(model, HlsConfig(), PYNQ, 8, tmp_path / "g2")
+    analytic = estimate_graph(graph, PYNQ.part, PYNQ.clock_period)["total"]["LUT"]
+    assert synth["total"]["CARRY4"] > 0 and synth["total"]["DSP"] == 0  # 6-bit constants: adders, no DSP
+    assert analytic / 10 < synth["total"]["LUT"] < analytic * 10  # same order as the estimate
+    assert synth["synthesis_seconds"] > 0
+
+
+def test_redundant_copies_survive_synthesis_only_with_keep_hierarchy(tmp_path):
+    from flow.harden import harden_model
+    from flow.yosys import synthesize
+
+    model = _mlp()
+    full = {"fc1": list(range(8)), "logits": list(range(10))}
+    dmr = harden_model(model, full, HardenConfig(mode=HardenMode.FULL_DMR))
+    base = synthesize(_rtl(model, tmp_path / "b"), tmp_path / "b" / "yosys")["total"]
+    kept = synthesize(_rtl(dmr, tmp_path / "k"), tmp_path / "k" / "yosys")
+    merged = synthesize(_rtl(dmr, tmp_path / "m", keep_copies=False), tmp_path / "m" / "yosys")["total"]
+    # without the attribute yosys finds each copy equal to its original and builds it once: the DMR is gone
+    assert merged["CARRY4"] == base["CARRY4"] and merged["LUT"] <= 1.02 * base["LUT"]
+    # with (* keep_hierarchy *) on the copy instances both stay: about twice the adders
+    assert kept["total"]["CARRY4"] >= 1.9 * base["CARRY4"] and kept["total"]["LUT"] >= 1.8 * base["LUT"]
+    assert {"fc1_copy1_wrapper", "logits_copy1_wrapper"} <= set(kept["modules"])  # kept as their own modules
+
+
+def test_rtl_step_and_yosys_estimate_on_a_trained_model(tmp_path, tiny_cfg_dict):
+    from flow.modelio import save_model
+    from flow.steps import run
+
+    path = save_model(_mlp(), tmp_path / "mlp.h5")
+    tiny_cfg_dict["model"] = {"path": str(path)}
+    tiny_cfg_dict["hls"] = {"csim_opt": "O1"}
+    tiny_cfg_dict["rtl"] = {"samples": 40}
+    tiny_cfg_dict["estimate"] = {"method": "yosys"}
+    cfg = config_from_dict(tiny_cfg_dict, "tiny")
+    state = run(cfg, tmp_path / "out", ["load", "train", "convert", "rtl", "estimate"])
+    report = json.loads((tmp_path / "out" / "rtl" / "report.json").read_text())
+    assert report["bit_exact"] is True and report["n_samples"] == 40 and report["n_samples_differing"] == 0
+    assert set(report["modules"]) == {"fc1", "relu1", "logits"}
+    resources = json.loads((tmp_path / "out" / "estimate" / "resources.json").read_text())
+    assert resources["method"] == "yosys" and resources["total"]["LUT"] > 0
+    assert resources["yosys_over_analytic"]["LUT"] == pytest.approx(
+        resources["total"]["LUT"] / resources["analytic"]["total"]["LUT"], abs=1e-3
+    )
+    assert resources["latency"]["method"] == "analytic" and state.summary["rtl"]["bit_exact"] is True
+
+
+def test_unsupported_layers_and_missing_tools_are_clear_errors(tmp_path, tiny_cfg, tiny_cfg_dict, monkeypatch):
+    from flow.steps import run
+    from flow.zoo import build_model
+
+    lenet = build_model(tiny_cfg.model, (8, 8, 1), 10)
+    with pytest.raises(FlowError, match=r"layer 'conv1' \(Conv2D\) is not supported by the RTL path yet"):
+        _rtl(lenet, tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither yosys nor iverilog here
+    cfg = config_from_dict({**tiny_cfg_dict, "estimate": {"method": "yosys"}}, "tiny")
+    with pytest.raises(FlowError, match=r"estimate\.method 'yosys' needs 'yosys' on PATH"):
+        run(cfg, tmp_path / "out", ["load", "estimate"])
+    with pytest.raises(FlowError, match="step 'rtl' needs 'iverilog' on PATH"):
+        run(cfg, tmp_path / "out", ["rtl"])
