@@ -45,7 +45,7 @@ def test_nested_values_are_typed():
         ({"model": {"name": None}}, "give either 'name'"),
         ({"data": {"name": "npz"}}, "data.path: required"),
         ({"estimate": {"mehtod": "analytic"}}, "unknown key 'estimate.mehtod' (did you mean 'method'?)"),
-        ({"estimate": {"method": "yosys"}}, "estimate.method: got 'yosys'"),
+        ({"estimate": {"method": "quartus"}}, "estimate.method: got 'quartus'"),
         ({"compare": {"ratios": [0.3, 1.5]}}, "compare.ratios: got 1.5; every ratio must be in (0, 1]"),
         ({"compare": {"prune_ratios": [1.0]}}, "compare.prune_ratios: got 1.0; every ratio must be in (0, 1)"),
         ({"compare": {"variants": ["tmr"]}}, "compare.variants[0]: got 'tmr'"),
