@@ -18,11 +18,11 @@ demo: $(STAMP)
 test: $(STAMP) lint tools
 	$(BIN)/pytest -q
 
-# the RTL tests need yosys and Icarus Verilog: Debian's packages, installed when missing
+# the RTL tests need yosys, Verilator and Icarus Verilog: Debian's packages, installed when missing
 tools:
-	@command -v yosys >/dev/null && command -v iverilog >/dev/null || { \
+	@command -v yosys >/dev/null && command -v verilator >/dev/null && command -v iverilog >/dev/null || { \
 	  SUDO=$$(command -v sudo || true); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys iverilog; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys verilator iverilog; }
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"

@@ -307,6 +307,12 @@ class EstimateMethod(enum.StrEnum):
     YOSYS = "yosys"  # da4ml RTL of every layer synthesized by yosys synth_xilinx (needs yosys on PATH)
 
 
+class Simulator(enum.StrEnum):
+    AUTO = "auto"  # verilator when on PATH, else iverilog
+    VERILATOR = "verilator"  # compiled: a conv model in ~20 s
+    IVERILOG = "iverilog"  # event-driven: zero-delay glitches make conv models take minutes per sample
+
+
 @dataclass(frozen=True)
 class EstimateConfig:
     method: EstimateMethod = EstimateMethod.ANALYTIC
@@ -315,6 +321,7 @@ class EstimateConfig:
 @dataclass(frozen=True)
 class RtlConfig:
     samples: int = field(default=100, metadata=rng(1))  # test images simulated and compared with the C-sim
+    simulator: Simulator = Simulator.AUTO  # verilator when on PATH (fast), else iverilog
 
 
 @dataclass(frozen=True)

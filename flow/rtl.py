@@ -18,6 +18,7 @@ from flow.errors import FlowError
 
 WIRING = ("Input", "Reshape")
 COPY = re.compile(r"_copy\d+$")
+LINT_CODES = re.compile(r"/\*\s*verilator lint_(?:on|off) WIDTHTRUNC\s*\*/")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class RtlDesign:
     out: Port
     modules: dict[str, tuple[Port, Port]] = field(default_factory=dict)  # layer -> (input bus, output bus)
     files: list[Path] = field(default_factory=list)
+    layer_files: dict[str, list[Path]] = field(default_factory=dict)  # layer -> its own files (no library ones)
+    library: list[Path] = field(default_factory=list)  # da4ml's library modules the layers instantiate
 
 
 def _port(kifs: np.ndarray) -> Port:
@@ -127,6 +130,7 @@ def write_rtl(graph, directory: Path, name: str = "model", keep_copies: bool = T
         in_port, out_port, layer_files = _module(layer, [p for _, p in sources], directory)
         files += layer_files
         design.modules[layer.name] = (in_port, out_port)
+        design.layer_files[layer.name] = layer_files
         wire = f"w_{layer.name}"
         inputs = [_convert(bus, p, in_port, j) for bus, p in sources for j in range(p.n)]
         body.append(f"    wire [{out_port.bits - 1}:0] {wire};")
@@ -145,7 +149,9 @@ def write_rtl(graph, directory: Path, name: str = "model", keep_copies: bool = T
     static = {p.stem: p for d in directory.glob("*/src/static") for p in d.glob("*.v")}
     used = " ".join(path.read_text() for path in files)  # da4ml's library modules the layers instantiate
     static = [path for stem, path in sorted(static.items()) if re.search(rf"\b{stem}\b", used)]
-    design.files = [top, *files, *static]
+    for path in static:  # lint codes newer than Debian's Verilator 5.006 are errors there; they are comments
+        path.write_text(LINT_CODES.sub("", path.read_text()))
+    design.files, design.library = [top, *files, *static], static
     return design
 
 
@@ -177,9 +183,21 @@ def require_tool(tool: str, purpose: str) -> str:
     return path
 
 
-def simulate(design: RtlDesign, x: np.ndarray, directory: Path) -> np.ndarray:
-    """Outputs of the top module for every row of ``x`` (Icarus Verilog), decoded to numbers."""
-    iverilog = require_tool("iverilog", "RTL simulation")
+def require_simulator(simulator: str, purpose: str) -> str:
+    """The simulator to use: ``auto`` is verilator when on PATH, else iverilog; a clear error when it is missing."""
+    if simulator == "auto":
+        simulator = "verilator" if shutil.which("verilator") else "iverilog"
+    if simulator not in SIMULATORS:
+        raise FlowError(f"{purpose}: simulator '{simulator}' is unknown (allowed: auto, {', '.join(SIMULATORS)})")
+    require_tool(simulator, purpose)
+    return simulator
+
+
+def simulate(design: RtlDesign, x: np.ndarray, directory: Path, simulator: str = "auto") -> np.ndarray:
+    """Outputs of the top module for every row of ``x``, decoded to numbers. ``simulator``: verilator (compiled,
+    fast on big adder graphs), iverilog (event-driven: zero-delay glitches make conv models take minutes per
+    sample), or auto = verilator when on PATH, else iverilog."""
+    simulator = require_simulator(simulator, "RTL simulation")
     directory.mkdir(parents=True, exist_ok=True)
     digits = -(-design.inp.bits // 4)
     (directory / "inputs.hex").write_text("".join(f"{w:0{digits}x}\n" for w in design.inp.encode(x)))
@@ -187,7 +205,7 @@ def simulate(design: RtlDesign, x: np.ndarray, directory: Path) -> np.ndarray:
         TESTBENCH.format(in_msb=design.inp.bits - 1, out_msb=design.out.bits - 1, last=len(x) - 1, top=design.top)
     )
     sources = [str(directory / "tb.v"), *map(str, design.files)]
-    for command in ([iverilog, "-g2012", "-o", "sim.vvp", *sources], ["vvp", "-n", "sim.vvp"]):
+    for command in SIMULATORS[simulator](shutil.which(simulator), sources):
         result = subprocess.run(command, cwd=directory, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise FlowError(f"{command[0]} failed in {directory}: {(result.stderr or result.stdout)[-400:]}")
@@ -195,3 +213,17 @@ def simulate(design: RtlDesign, x: np.ndarray, directory: Path) -> np.ndarray:
     if len(lines) != len(x) or any(set(line) - set("0123456789abcdef") for line in lines):
         raise FlowError(f"RTL simulation in {directory} gave undefined or missing outputs (see outputs.hex)")
     return np.array([design.out.decode(int(line, 16)) for line in lines])
+
+
+def _icarus(tool: str, sources: list[str]) -> list[list[str]]:
+    return [[tool, "-g2012", "-o", "sim.vvp", *sources], ["vvp", "-n", "sim.vvp"]]
+
+
+def _verilator(tool: str, sources: list[str]) -> list[list[str]]:
+    # -O0: the generated C++ is one huge function per module; optimising it costs minutes and saves milliseconds
+    flags = ["--binary", "--timing", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "tb"]
+    make = ["-Mdir", "obj", "-MAKEFLAGS", "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"]
+    return [[tool, *flags, *make, *sources], ["obj/Vtb"]]
+
+
+SIMULATORS = {"verilator": _verilator, "iverilog": _icarus}

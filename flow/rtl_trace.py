@@ -9,7 +9,9 @@ from flow.errors import FlowError
 
 ROUNDING = {"TRN": "TRN", "RND": "RND"}  # da4ml's own; RND_CONV is built from truncations below
 SATURATION = {"WRAP": "WRAP", "SAT": "SAT", "SAT_SYM": "SAT_SYM"}
-SUPPORTED = "Dense, Activation (relu, linear), Correction (min, vote), Merge (add), Reshape"
+SUPPORTED = (
+    "Dense, Conv2D, MaxPooling2D, Activation (relu, linear), Correction (min, range, vote, clip), Merge (add), Reshape"
+)
 
 
 def kif(precision) -> tuple[int, int, int]:
@@ -65,16 +67,112 @@ def _activation(layer, inputs):
 
 
 def _correction(layer, inputs):
-    policy = str(layer.attributes["policy"])
-    if policy not in ("min", "vote") or layer.attributes.get("clip"):
-        clip = " with clip" if layer.attributes.get("clip") else ""
-        raise FlowError(f"rtl: layer '{layer.name}': policy '{policy}'{clip} is not supported yet (allowed: min, vote)")
-    stacked = np.concatenate([x.ravel() for x in inputs]) if len(inputs) > 1 else inputs[0]
-    src = np.asarray(layer.weights["src"].data, dtype=np.int64).reshape(-1, int(layer.attributes["n_sources"]))
-    a, mid, last = stacked[src[:, 0]], stacked[src[:, min(1, src.shape[1] - 1)]], stacked[src[:, -1]]
-    if policy == "min":
-        return np.minimum(a, last)
-    return np.maximum(np.minimum(a, mid), np.minimum(np.maximum(a, mid), last))  # median of three
+    """The template's merge per pixel: stacked channels (originals, then copies), src rows, policy, clip."""
+    a = layer.attributes
+    n_pixels, n_sources = int(a["n_pixels"]), int(a["n_sources"])
+    stacked = np.concatenate([x.reshape(n_pixels, -1) for x in inputs], axis=1)
+    src = np.asarray(layer.weights["src"].data, dtype=np.int64).reshape(-1, n_sources)
+    first, mid, last = stacked[:, src[:, 0]], stacked[:, src[:, min(1, n_sources - 1)]], stacked[:, src[:, -1]]
+    lo, hi = (_bounds(layer, name) for name in ("lo", "hi"))
+    policy = str(a["policy"])
+    if policy == "vote":
+        out = np.maximum(np.minimum(first, mid), np.minimum(np.maximum(first, mid), last))  # median of three
+    elif policy == "range":
+        out = _range_merge(first, last, lo, hi)
+    else:
+        out = np.minimum(np.minimum(first, mid), last)
+    if a.get("clip"):  # out = lo / hi on assignment: the bounds have the input's type, so no rounding happens
+        out = np.minimum(np.maximum(out, lo), hi)
+    return out
+
+
+def _bounds(layer, name: str) -> np.ndarray:
+    """The bound array ``name`` as the kernel holds it: the weight values converted to the bound type (the
+    correction's input type) with its rounding and overflow modes, as ap_fixed's constructor does."""
+    precision = layer.weights[name].type.precision
+    k, i, f = kif(precision)
+    scaled = np.asarray(layer.weights[name].data, dtype=np.float64) * 2.0**f
+    rounding = str(getattr(precision, "rounding_mode", None) or "TRN")
+    ints = {"RND": np.floor(scaled + 0.5), "RND_CONV": np.rint(scaled)}.get(rounding, np.floor(scaled))
+    low, high = (-(2 ** (i + f)) if k else 0), 2 ** (i + f) - 1
+    if str(getattr(precision, "saturation_mode", None) or "WRAP").startswith("SAT"):
+        ints = np.clip(ints, low, high)
+    else:
+        ints = (ints - low) % (high - low + 1) + low
+    return ints * 2.0**-f
+
+
+def _range_merge(first, last, lo: np.ndarray, hi: np.ndarray):
+    """The copy inside [lo, hi] when exactly one is; otherwise the minimum (nnet_correction.h, policy range).
+    Selections are sign-bit multiplexers: x - lo < 0 means below, hi - x < 0 means above."""
+    shape = first.shape
+    a, b = first.ravel(), last.ravel()
+    lo_all, hi_all = np.broadcast_to(lo, shape).ravel(), np.broadcast_to(hi, shape).ravel()
+    out = []
+    for x, y, low, high in zip(a._vars, b._vars, lo_all, hi_all, strict=True):
+        smaller = x.min_of(y)
+
+        def unless_y_inside(inside, outside, y=y, low=low, high=high):
+            return (y - low).msb_mux(outside, (high - y).msb_mux(outside, inside))
+
+        x_inside = unless_y_inside(smaller, x)  # x in range: x if y is out, else the minimum
+        x_outside = unless_y_inside(y, smaller)  # x out of range: y if y is in, else the minimum
+        out.append((x - low).msb_mux(x_outside, (high - x).msb_mux(x_outside, x_inside)))
+    return type(first)(np.array(out, dtype=object).reshape(shape), first.solver_options)
+
+
+def _conv2d(layer, inputs):
+    """hls4ml io_parallel Conv2D: per output pixel, the (zero-padded) window times the kernel plus bias, in
+    accum_t; padding taps are left out (a zero input adds nothing)."""
+    (x,) = inputs
+    a = layer.attributes
+    fh, fw, c_in = int(a["filt_height"]), int(a["filt_width"]), int(a["n_chan"])
+    h_in, w_in = int(a["in_height"]), int(a["in_width"])
+    weight = np.asarray(layer.weights["weight"].data, dtype=np.float64).reshape(fh * fw * c_in, -1)
+    bias = np.asarray(layer.weights["bias"].data, dtype=np.float64) if "bias" in layer.weights else 0.0
+    flat = x.ravel()
+    pixels = []
+    for oh in range(int(a["out_height"])):
+        for ow in range(int(a["out_width"])):
+            inp, rows = _window(oh * int(a["stride_height"]) - int(a["pad_top"]),
+                                ow * int(a["stride_width"]) - int(a["pad_left"]), fh, fw, h_in, w_in, c_in)  # fmt: skip
+            pixels.append(flat[inp] @ weight[rows] + bias)
+    acc = np.stack(pixels)
+    return cast(acc, layer.attributes["accum_t"].precision, f"layer '{layer.name}' accumulator")
+
+
+def _window(top: int, left: int, fh: int, fw: int, h_in: int, w_in: int, c_in: int):
+    """(flat input indices, flat kernel rows) of the taps of a window that fall inside the input."""
+    inp, rows = [], []
+    for kh in range(fh):
+        for kw in range(fw):
+            h, w = top + kh, left + kw
+            if 0 <= h < h_in and 0 <= w < w_in:
+                inp += range((h * w_in + w) * c_in, (h * w_in + w + 1) * c_in)
+                rows += range((kh * fw + kw) * c_in, (kh * fw + kw + 1) * c_in)
+    return np.array(inp), np.array(rows)
+
+
+def _max_pooling2d(layer, inputs):
+    (x,) = inputs
+    a = layer.attributes
+    if str(a.get("pool_op", "Max")) != "Max" or any(
+        int(a[p]) for p in ("pad_top", "pad_bottom", "pad_left", "pad_right")
+    ):
+        raise FlowError(f"rtl: layer '{layer.name}': only unpadded max pooling is supported")
+    ph, pw, c = int(a["pool_height"]), int(a["pool_width"]), int(a["n_filt"])
+    flat = x.ravel()
+    pixels = []
+    for oh in range(int(a["out_height"])):
+        for ow in range(int(a["out_width"])):
+            inp, _ = _window(oh * int(a["stride_height"]), ow * int(a["stride_width"]), ph, pw,
+                             int(a["in_height"]), int(a["in_width"]), c)  # fmt: skip
+            window = flat[inp].reshape(ph * pw, c)
+            best = window[0]
+            for tap in range(1, ph * pw):
+                best = np.maximum(best, window[tap])
+            pixels.append(best)
+    return np.stack(pixels)
 
 
 def _add(layer, inputs):
@@ -83,7 +181,14 @@ def _add(layer, inputs):
     return inputs[0] + inputs[1]
 
 
-OPS = {"Dense": _dense, "Activation": _activation, "Correction": _correction, "Merge": _add}
+OPS = {
+    "Dense": _dense,
+    "Conv2D": _conv2d,
+    "Pooling2D": _max_pooling2d,
+    "Activation": _activation,
+    "Correction": _correction,
+    "Merge": _add,
+}
 
 
 def trace_layer(layer, inputs):

@@ -337,13 +337,13 @@ Step = Callable[[RunState, RunConfig], RunState]
 
 
 def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
-    """da4ml RTL of every layer (own Verilog module; copies kept apart), simulated with Icarus Verilog on test
-    images and compared bit for bit with the C-sim: <out>/rtl/report.json; fails if they differ."""
+    """da4ml RTL of every layer (own Verilog module; copies kept apart), simulated (rtl.simulator) on test images
+    and compared bit for bit with the C-sim: <out>/rtl/report.json; fails if they differ."""
     from flow.csim import CSimLibrary
     from flow.hls import build_graph
-    from flow.rtl import require_tool, simulate, write_rtl
+    from flow.rtl import require_simulator, simulate, write_rtl
 
-    require_tool("iverilog", "step 'rtl'")
+    simulator = require_simulator(cfg.rtl.simulator.value, "step 'rtl'")
     state = need_data(state, cfg, "rtl")
     project = state.project or HlsProject.load(state.artefact("project", "rtl", "convert"))
     out = state.step_dir("rtl")
@@ -351,18 +351,18 @@ def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
     design = write_rtl(graph, out / "verilog")
     x = state.data.x_test[: cfg.rtl.samples]
     csim = CSimLibrary(project).predict(x).reshape(len(x), -1)
-    rtl = simulate(design, x.reshape(len(x), -1), out / "sim")
+    rtl = simulate(design, x.reshape(len(x), -1), out / "sim", simulator)
     differing = int(np.any(rtl != csim, axis=1).sum())
     report = {
         "bit_exact": differing == 0, "n_samples": len(x), "n_samples_differing": differing,
-        "max_abs_diff": float(np.abs(rtl - csim).max()), "top": design.top,
+        "max_abs_diff": float(np.abs(rtl - csim).max()), "simulator": simulator, "top": design.top,
         "files": [str(f.relative_to(out)) for f in design.files],
         "modules": {name: {"input": vars(i), "output": vars(o)} for name, (i, o) in design.modules.items()},
     }  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=2))
     if differing:
         raise VerificationError(f"RTL and C-sim differ on {differing} of {len(x)} samples (see {out / 'report.json'})")
-    return state.with_summary("rtl", bit_exact=True, n_samples=len(x), modules=len(design.modules))
+    return state.with_summary("rtl", bit_exact=True, n_samples=len(x), modules=len(design.modules), simulator=simulator)
 
 
 def step_estimate(state: RunState, cfg: RunConfig) -> RunState:

@@ -18,6 +18,18 @@ TINY = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_synthesis_cache(tmp_path_factory):
+    """yosys results are cached by content; tests use their own cache, never the user's."""
+    saved = os.environ.get("FTFLOW_CACHE")
+    os.environ["FTFLOW_CACHE"] = str(tmp_path_factory.mktemp("ftflow_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("FTFLOW_CACHE", None)
+    else:
+        os.environ["FTFLOW_CACHE"] = saved
+
+
 @pytest.fixture
 def tiny_cfg_dict() -> dict:
     """A config that trains and converts in seconds (a fresh copy per test)."""

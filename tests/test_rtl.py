@@ -81,14 +81,14 @@ def test_one_layer_dense_end_to_end_bit_exact_and_synthesized(tmp_path):
 
 def test_redundant_copies_survive_synthesis_only_with_keep_hierarchy(tmp_path):
     from flow.harden import harden_model
-    from flow.yosys import synthesize
+    from flow.yosys import synthesize_flat
 
     model = _mlp()
     full = {"fc1": list(range(8)), "logits": list(range(10))}
     dmr = harden_model(model, full, HardenConfig(mode=HardenMode.FULL_DMR))
-    base = synthesize(_rtl(model, tmp_path / "b"), tmp_path / "b" / "yosys")["total"]
-    kept = synthesize(_rtl(dmr, tmp_path / "k"), tmp_path / "k" / "yosys")
-    merged = synthesize(_rtl(dmr, tmp_path / "m", keep_copies=False), tmp_path / "m" / "yosys")["total"]
+    base = synthesize_flat(_rtl(model, tmp_path / "b"), tmp_path / "b" / "yosys")["total"]
+    kept = synthesize_flat(_rtl(dmr, tmp_path / "k"), tmp_path / "k" / "yosys")
+    merged = synthesize_flat(_rtl(dmr, tmp_path / "m", keep_copies=False), tmp_path / "m" / "yosys")["total"]
     # without the attribute yosys finds each copy equal to its original and builds it once: the DMR is gone
     assert merged["CARRY4"] == base["CARRY4"] and merged["LUT"] <= 1.02 * base["LUT"]
     # with (* keep_hierarchy *) on the copy instances both stay: about twice the adders
@@ -118,16 +118,64 @@ def test_rtl_step_and_yosys_estimate_on_a_trained_model(tmp_path, tiny_cfg_dict)
     assert resources["latency"]["method"] == "analytic" and state.summary["rtl"]["bit_exact"] is True
 
 
-def test_unsupported_layers_and_missing_tools_are_clear_errors(tmp_path, tiny_cfg, tiny_cfg_dict, monkeypatch):
-    from flow.steps import run
-    from flow.zoo import build_model
+@pytest.mark.parametrize("case", [("lenet", 4, "io_parallel", "Vivado", "selective", "range")], ids=str)
+def test_hardened_conv_model_rtl_is_bit_exact_with_csim(case, compiled_hardened, trained_zoo, tmp_path):
+    # Conv2D (padding taps), MaxPooling2D, conv copies and a range correction merging them pixel by pixel
+    from flow.csim import CSimLibrary
+    from flow.rtl import simulate
 
-    lenet = build_model(tiny_cfg.model, (8, 8, 1), 10)
-    with pytest.raises(FlowError, match=r"layer 'conv1' \(Conv2D\) is not supported by the RTL path yet"):
-        _rtl(lenet, tmp_path)
-    monkeypatch.setenv("PATH", str(tmp_path))  # neither yosys nor iverilog here
+    hardened, project = compiled_hardened[case]
+    x = trained_zoo[case[:2]][1].x_test[:20]
+    design = _rtl(hardened, tmp_path)
+    assert {"conv1", "conv1_copy1", "pool1", "conv2_copy1"} <= set(design.modules)
+    rtl = simulate(design, x.reshape(len(x), -1), tmp_path / "sim")
+    assert np.array_equal(rtl, CSimLibrary(project).predict(x).reshape(len(x), -1))
+
+
+def test_vote_with_clip_rtl_is_bit_exact_with_csim(tmp_path):
+    from flow.csim import CSimLibrary
+    from flow.harden import harden_model
+    from flow.hls import convert
+    from flow.rtl import simulate
+
+    model = _mlp()
+    x = np.random.default_rng(1).integers(0, 257, size=(200, 8, 8, 1)) / 256
+    cfg = HardenConfig(mode=HardenMode.SELECTIVE_TMR, clip=True)
+    tmr = harden_model(model, {"fc1": [0, 3, 5], "logits": [2, 7]}, cfg, x[:100])
+    project, _ = convert(tmr, HlsConfig(csim_opt=OptLevel.O1), PYNQ, 8, tmp_path / "hls")
+    csim = CSimLibrary(project).predict(x).reshape(len(x), -1)
+    rtl = simulate(_rtl(tmr, tmp_path), x.reshape(len(x), -1), tmp_path / "sim")
+    assert np.array_equal(rtl, csim)
+    assert all(layer.clip for layer in tmr.layers if type(layer).__name__ == "Correction")  # clamps compared too
+
+
+def test_per_layer_synthesis_sums_close_to_flat_and_is_cached(tmp_path):
+    from flow.yosys import synthesize, synthesize_flat
+
+    design = _rtl(_mlp(), tmp_path)
+    flat = synthesize_flat(design, tmp_path / "flat")["total"]
+    first = synthesize(design, tmp_path / "layers", cache=tmp_path / "cache")
+    again = synthesize(design, tmp_path / "layers2", cache=tmp_path / "cache")
+    assert set(first["modules"]) == {"fc1", "relu1", "logits"} and first["cached_modules"] == []
+    assert again["cached_modules"] == ["fc1", "logits", "relu1"] and again["total"] == first["total"]
+    assert abs(first["total"]["LUT"] - flat["LUT"]) <= 0.05 * flat["LUT"]  # layers are only wired together
+
+
+def test_unsupported_layers_and_missing_tools_are_clear_errors(tmp_path, tiny_cfg_dict, monkeypatch):
+    import tensorflow as tf
+
+    from flow.steps import run
+
+    inp = tf.keras.Input((4,), name="x")
+    model = tf.keras.Model(inp, tf.keras.layers.Activation("tanh", name="squash")(tf.keras.layers.Dense(3)(inp)))
+    with pytest.raises(FlowError, match=r"layer 'squash': activation 'tanh' is not supported"):
+        _rtl(model, tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no yosys, verilator or iverilog here
     cfg = config_from_dict({**tiny_cfg_dict, "estimate": {"method": "yosys"}}, "tiny")
     with pytest.raises(FlowError, match=r"estimate\.method 'yosys' needs 'yosys' on PATH"):
         run(cfg, tmp_path / "out", ["load", "estimate"])
     with pytest.raises(FlowError, match="step 'rtl' needs 'iverilog' on PATH"):
+        run(cfg, tmp_path / "out", ["rtl"])
+    cfg = config_from_dict({**tiny_cfg_dict, "rtl": {"simulator": "verilator"}}, "tiny")
+    with pytest.raises(FlowError, match="step 'rtl' needs 'verilator' on PATH"):
         run(cfg, tmp_path / "out", ["rtl"])
