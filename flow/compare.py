@@ -31,6 +31,7 @@ COLUMNS = (
     "variant", "kind", "harden_ratio", "prune_ratio", "fault_free_accuracy", "faults", "critical_rate", "critical_ci95",
     "sdc_rate", "masked_rate", "mean_accuracy_under_fault", "params", "macs", *RESOURCE_KEYS, "latency_cycles",
     *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "fits_board",
+    "estimate_method", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic",
 )  # fmt: skip
 
 
@@ -142,6 +143,18 @@ def _row(case: Case, vdir: Path) -> dict:
         **resources["total"],
         "latency_cycles": resources["latency"]["cycles"],
         "fits_board": resources["fits"],
+        **_estimator_columns(resources),
+    }
+
+
+def _estimator_columns(resources: dict) -> dict:
+    """The analytic LUTs (raw and calibrated to yosys) beside the method's own, and yosys/analytic when measured."""
+    analytic = resources if resources["method"] == "analytic" else resources.get("analytic", {})  # yosys keeps it
+    return {
+        "estimate_method": resources["method"],
+        "LUT_analytic": analytic["total"]["LUT"] if "total" in analytic else "",
+        "LUT_yosys_calibrated": analytic.get("yosys_calibrated", {}).get("LUT", ""),
+        "LUT_yosys_over_analytic": resources.get("yosys_over_analytic", {}).get("LUT", ""),
     }
 
 

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from flow.calibration import basis, calibrated_lut, load_factors
+
 RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM_18K")
 
 DSP_MIN_WIDTH = 9  # hls4ml: a multiplier with an operand narrower than 9 bits is built from LUTs
@@ -220,7 +222,7 @@ def estimate_graph(graph, part: str, clock_ns: float) -> dict:
         cycles = critical_path(graph, {e.name: e.latency_cycles for e in layers})
     else:  # one pipeline
         cycles = depth + ii - 1
-    return {
+    result = {
         "method": "analytic",
         "part": part,
         "family": family,
@@ -236,6 +238,10 @@ def estimate_graph(graph, part: str, clock_ns: float) -> dict:
             "ii_cycles": int(ii),
         },
     }
+    factors = load_factors()
+    if factors:  # what yosys would report for the da4ml RTL of this graph (flow/calibration.py)
+        result["yosys_calibrated"] = {"LUT": calibrated_lut(basis(graph, result), factors)}
+    return result
 
 
 def utilisation(total: dict, capacity: dict) -> dict:

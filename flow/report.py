@@ -19,6 +19,9 @@ SUMMARY_COLUMNS = (
     "variant", "fault_free_accuracy", "critical_rate", "critical_ci95", "critical_reduction_pct", "LUT", "FF", "DSP",
     "BRAM_18K", "latency_cycles", "LUT_overhead_pct", "DSP_overhead_pct", "macs_overhead_pct", "fits_board",
 )  # fmt: skip
+ESTIMATOR_COLUMNS = (
+    "variant", "estimate_method", "LUT", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic",
+)  # fmt: skip
 
 
 def _image(png: bytes, alt: str) -> str:
@@ -81,6 +84,9 @@ def _sections(out: Path) -> list[str]:
     parts.append("<h2>Comparison</h2>")
     if rows:
         parts.append(_table(rows, SUMMARY_COLUMNS, "compare/table.csv (all columns there)"))
+        parts.append("<h2>Estimator vs synthesis</h2>")
+        caption = "LUT of the estimate method; the analytic estimate, raw and calibrated to yosys, and yosys/analytic"
+        parts.append(_table(rows, ESTIMATOR_COLUMNS, caption))
     else:
         parts.append(_missing("comparison table", compare_hint))
     parts += _run_tables(out)

@@ -53,6 +53,6 @@ def _yosys(graph, analytic: dict, directory: Path) -> dict:
     return {
         **synth,
         "latency": {**analytic["latency"], "method": "analytic"},
-        "analytic": {"total": analytic["total"], "layers": analytic["layers"]},
+        "analytic": {key: analytic[key] for key in ("total", "layers", "yosys_calibrated") if key in analytic},
         "yosys_over_analytic": ratio,
     }

@@ -197,3 +197,33 @@ def test_vendor_synthesis_of_a_small_model(tmp_path, tiny_cfg_dict):
     run(config_from_dict(tiny_cfg_dict, "tiny"), tmp_path, ["load", "estimate"])
     result = json.loads((tmp_path / "estimate" / "resources.json").read_text())
     assert result["method"] == "vendor" and result["total"]["LUT"] > 0 and result["latency"]["cycles"] > 0
+
+
+def test_calibration_factors_and_calibrated_lut_by_hand():
+    from flow.calibration import calibrated_lut, measure_factors
+
+    first = {"c1": ("Conv2D", 100.0), "r1": ("Activation", 10.0), "fc": ("Dense", 50.0)}
+    second = {"c1": ("Conv2D", 300.0), "r1": ("Activation", 20.0)}
+    yosys = [{"c1": {"LUT": 20}, "r1": {"LUT": 100}, "fc": {"LUT": 25}}, {"c1": {"LUT": 20}, "r1": {"LUT": 200}}]
+    factors = measure_factors([(first, yosys[0]), (second, yosys[1])])
+    assert factors["Conv2D"] == {"factor": 0.1, "min": 0.0667, "max": 0.2, "layers": 2}  # 40 / 400
+    assert factors["Activation"]["factor"] == 10.0 and factors["Dense"]["factor"] == 0.5
+    assert calibrated_lut({"a": ("Conv2D", 1000.0), "b": ("Dense", 10.0)}, factors) == 105
+    unseen = calibrated_lut({"m": ("Merge", 10.0)}, factors)  # kinds never measured use the layer-weighted mean
+    assert unseen == round(10 * (0.1 * 2 + 10.0 * 2 + 0.5) / 5)
+
+
+def test_shipped_calibration_is_used_by_the_analytic_estimate(tmp_path):
+    from flow.calibration import basis, calibrated_lut, load_factors, unroll
+
+    factors = load_factors()
+    assert factors and {"Conv2D", "Dense", "Activation", "Correction", "Pooling2D"} <= set(factors)
+    assert all(f["factor"] > 0 and f["min"] <= f["factor"] <= f["max"] for f in factors.values())
+    cfg = ModelConfig(name="lenet", filters=(2, 4), dense_units=8)
+    graph, _ = build_graph(build_model(cfg, (8, 8, 1), 10), HlsConfig(), PYNQ, 8, tmp_path / "g")
+    result = estimate_graph(graph, PYNQ.part, PYNQ.clock_period)
+    layer_basis = basis(graph, result)
+    conv1 = next(layer for layer in graph.get_layers() if layer.name == "conv1")
+    analytic_conv1 = next(e["LUT"] for e in result["layers"] if e["name"] == "conv1")
+    assert unroll(conv1) == 64 and layer_basis["conv1"] == ("Conv2D", analytic_conv1 * 64)  # 8x8 pixels at once
+    assert result["yosys_calibrated"]["LUT"] == calibrated_lut(layer_basis, factors) > 0

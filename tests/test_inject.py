@@ -263,6 +263,9 @@ def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(compare_ru
     ]  # fmt: skip
     assert all(int(r["faults"]) == 80 for r in rows.values())
     assert float(rows["full_tmr"]["critical_rate"]) == 0.0  # every weight/bias fault is outvoted
+    for row in rows.values():  # analytic method: its LUTs are the analytic ones, the yosys-calibrated beside them
+        assert row["estimate_method"] == "analytic" and row["LUT_analytic"] == row["LUT"]
+        assert int(row["LUT_yosys_calibrated"]) > 0 and row["LUT_yosys_over_analytic"] == ""
     assert float(rows["baseline"]["critical_rate"]) > 0.0
     assert float(rows["full_tmr"]["critical_reduction_pct"]) == 100.0
     assert float(rows["full_tmr"]["macs_overhead_pct"]) == 200.0

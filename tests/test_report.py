@@ -62,6 +62,7 @@ def test_report_embeds_every_plot_and_the_comparison_table(compare_run, capsys):
     text = path.read_text()
     assert all(f"<td>{v}</td>" in text for v in variants)
     assert {"critical_rate", "LUT", "DSP", "latency_cycles", "fits_board"} <= set(page.headers)
+    assert {"LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic"} <= set(page.headers)
     assert "<title>tiny LeNet</title>" in text
 
 
