@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "compiling da4ml's numba kernels once (about 2 minutes; the RTL path needs them)"
+	$(BIN)/python -c "from flow.rtl_trace import warm_up; warm_up()"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -191,6 +191,15 @@ OPS = {
 }
 
 
+def warm_up() -> None:
+    """Trace one small matrix product: da4ml's numba kernels compile (about 2 minutes) and are cached in the
+    environment, so the first RTL of a fresh install does not pay for it (``make`` runs this after installing)."""
+    from da4ml.trace import FixedVariableArrayInput
+
+    x = FixedVariableArrayInput((4,)).quantize(0, 1, 4)
+    _ = x @ np.array([[0.5, -0.25], [0.75, 0.125], [-1.0, 0.0], [0.25, 0.5]])
+
+
 def trace_layer(layer, inputs):
     """The layer's output (cast to its result type) from its inputs, all da4ml arrays."""
     op = OPS.get(layer.class_name)
