@@ -1,6 +1,6 @@
 """RTL of an hls4ml ModelGraph with da4ml: every layer its own Verilog module (combinational adder graph), a
-top module wiring them, copies of hardened layers as ``(* keep_hierarchy *)`` instances; simulated with Icarus
-Verilog on test samples."""
+top module wiring them, copies of hardened layers as ``(* keep_hierarchy *)`` instances; simulated with Verilator
+or Icarus Verilog on test samples."""
 
 from __future__ import annotations
 

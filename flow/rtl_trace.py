@@ -20,11 +20,16 @@ def kif(precision) -> tuple[int, int, int]:
     return k, int(precision.integer) - k, int(precision.width) - int(precision.integer)
 
 
+def modes(precision) -> tuple[str, str]:
+    """(rounding, overflow) mode names of an hls4ml precision; ap_fixed's defaults TRN and WRAP when unset."""
+    rounding = getattr(precision, "rounding_mode", None) or "TRN"
+    return str(rounding), str(getattr(precision, "saturation_mode", None) or "WRAP")
+
+
 def cast(x, precision, where: str):
     """``x`` cast to an ap_fixed/ap_ufixed type with its rounding and overflow modes, bit for bit."""
     k, i, f = kif(precision)
-    rounding = str(getattr(precision, "rounding_mode", None) or "TRN")
-    saturation = str(getattr(precision, "saturation_mode", None) or "WRAP")
+    rounding, saturation = modes(precision)
     if saturation not in SATURATION:
         raise FlowError(f"rtl: {where}: overflow mode {saturation} is not supported (allowed: {', '.join(SATURATION)})")
     if rounding == "RND_CONV":
@@ -92,14 +97,11 @@ def _bounds(layer, name: str) -> np.ndarray:
     precision = layer.weights[name].type.precision
     k, i, f = kif(precision)
     scaled = np.asarray(layer.weights[name].data, dtype=np.float64) * 2.0**f
-    rounding = str(getattr(precision, "rounding_mode", None) or "TRN")
+    rounding, saturation = modes(precision)
     ints = {"RND": np.floor(scaled + 0.5), "RND_CONV": np.rint(scaled)}.get(rounding, np.floor(scaled))
     low, high = (-(2 ** (i + f)) if k else 0), 2 ** (i + f) - 1
-    if str(getattr(precision, "saturation_mode", None) or "WRAP").startswith("SAT"):
-        ints = np.clip(ints, low, high)
-    else:
-        ints = (ints - low) % (high - low + 1) + low
-    return ints * 2.0**-f
+    wrapped = (ints - low) % (high - low + 1) + low
+    return (np.clip(ints, low, high) if saturation.startswith("SAT") else wrapped) * 2.0**-f
 
 
 def _range_merge(first, last, lo: np.ndarray, hi: np.ndarray):
