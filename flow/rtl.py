@@ -51,6 +51,15 @@ class Port:
         return np.array(ints, dtype=np.float64) * 2.0**-self.f
 
 
+@dataclass(frozen=True)
+class UnitModule:
+    """A unit's module ``<name>_wrapper``: its buses and its own files (da4ml's library ones not included)."""
+
+    inp: Port
+    out: Port
+    files: list[Path]
+
+
 @dataclass
 class RtlDesign:
     """What ``write_rtl`` produced: the top module's name and ports, every module's ports, the Verilog files."""
@@ -60,7 +69,8 @@ class RtlDesign:
     out: Port
     modules: dict[str, tuple[Port, Port]] = field(default_factory=dict)  # layer -> (input bus, output bus)
     files: list[Path] = field(default_factory=list)
-    layer_files: dict[str, list[Path]] = field(default_factory=dict)  # layer -> its own files (no library ones)
+    units: dict[str, UnitModule] = field(default_factory=dict)  # unit module name -> ports and files
+    instances: dict[str, dict[str, int]] = field(default_factory=dict)  # layer -> {unit module: instances}
     library: list[Path] = field(default_factory=list)  # da4ml's library modules the layers instantiate
 
 
@@ -69,26 +79,57 @@ def _port(kifs: np.ndarray) -> Port:
     return Port(k, i, f, int(np.asarray(kifs[0]).size))
 
 
-def _module(layer, in_ports: list[Port], directory: Path) -> tuple[Port, Port, list[Path]]:
-    """Trace one layer into its own da4ml module ``<layer>_wrapper``; returns (input bus, output bus, files).
+def _widest(ports: list[Port]) -> Port:
+    """One format holding every value of ``ports`` (their elements concatenated)."""
+    return Port(max(p.k for p in ports), max(p.i for p in ports), max(p.f for p in ports), sum(p.n for p in ports))
+
+
+def _unit_module(name: str, unit, in_port: Port, directory: Path) -> UnitModule:
+    """Trace one unit into its own da4ml module ``<name>_wrapper``.
     da4ml's wrapper gives all elements of a bus one format: the widest of them."""
     from da4ml.codegen import VerilogModel
     from da4ml.codegen.rtl.rtl_model import get_io_kifs
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
-    from flow.rtl_trace import trace_layer
-
-    raw = FixedVariableArrayInput((sum(p.n for p in in_ports),))
-    parts, start = [], 0
-    for p in in_ports:
-        parts.append(raw[start : start + p.n].quantize(p.k, p.i, p.f))
-        start += p.n
-    comb = comb_trace(raw, trace_layer(layer, parts).ravel())
+    raw = FixedVariableArrayInput((len(unit.inputs),))
+    comb = comb_trace(raw, unit.fn(raw.quantize(in_port.k, in_port.i, in_port.f)))
     in_kifs, out_kifs = get_io_kifs(comb)
     with contextlib.redirect_stdout(io.StringIO()):
-        VerilogModel(comb, layer.name, directory / layer.name, print_latency=False).write()
-    src = directory / layer.name / "src"
-    return _port(in_kifs), _port(out_kifs), [src / f"{layer.name}.v", src / f"{layer.name}_wrapper.v"]
+        VerilogModel(comb, name, directory / name, print_latency=False).write()
+    src = directory / name / "src"
+    return UnitModule(_port(in_kifs), _port(out_kifs), [src / f"{name}.v", src / f"{name}_wrapper.v"])
+
+
+def _layer_module(layer, in_port: Port, directory: Path) -> tuple[Port, Path, dict[str, UnitModule], dict[str, int]]:
+    """The layer as module ``<layer>_wrapper`` instantiating one module per distinct unit (rtl_trace.layer_units):
+    returns (output bus, the layer's own file (wiring only), the unit modules, instances of each)."""
+    from flow.rtl_trace import layer_units
+
+    units = layer_units(layer)
+    names: dict[tuple, str] = {}  # unit key -> its module
+    modules: dict[str, UnitModule] = {}
+    for unit in units:
+        if unit.key not in names:
+            names[unit.key] = f"{layer.name}_unit{len(names)}"
+            modules[names[unit.key]] = _unit_module(names[unit.key], unit, in_port, directory)
+    out_port = _widest([modules[names[u.key]].out for u in units])
+    body, outputs = [], []
+    for j, unit in enumerate(units):
+        name = names[unit.key]
+        module = modules[name]
+        if module.out.bits == 0:  # every output a constant zero: nothing to instantiate
+            outputs += [f"{out_port.width}'b0"] * module.out.n
+            continue
+        inputs = [_convert("model_inp", in_port, module.inp, int(e)) for e in unit.inputs]
+        body.append(f"    wire [{module.out.bits - 1}:0] u{j}_out;")
+        body.append(f"    {name}_wrapper u{j} (.model_inp({{{', '.join(reversed(inputs))}}}), .model_out(u{j}_out));")
+        outputs += [_convert(f"u{j}_out", module.out, out_port, e) for e in range(module.out.n)]
+    path = directory / f"{layer.name}_wrapper.v"
+    ports = f"input [{in_port.bits - 1}:0] model_inp, output [{out_port.bits - 1}:0] model_out"
+    assign = f"    assign model_out = {{{', '.join(reversed(outputs))}}};"
+    path.write_text(f"module {layer.name}_wrapper ({ports});\n" + "\n".join([*body, assign]) + "\nendmodule\n")
+    instances = {name: sum(names[u.key] == name for u in units) for name in modules}
+    return out_port, path, modules, instances
 
 
 def _convert(bus: str, src: Port, dst: Port, index: int) -> str:
@@ -127,10 +168,11 @@ def write_rtl(graph, directory: Path, name: str = "model", keep_copies: bool = T
         if layer.class_name in WIRING:
             signal[out_var] = sources[0]
             continue
-        in_port, out_port, layer_files = _module(layer, [p for _, p in sources], directory)
-        files += layer_files
+        in_port = _widest([p for _, p in sources])
+        out_port, wiring, units, design.instances[layer.name] = _layer_module(layer, in_port, directory)
+        files += [wiring, *(path for unit in units.values() for path in unit.files)]
         design.modules[layer.name] = (in_port, out_port)
-        design.layer_files[layer.name] = layer_files
+        design.units.update(units)
         wire = f"w_{layer.name}"
         inputs = [_convert(bus, p, in_port, j) for bus, p in sources for j in range(p.n)]
         body.append(f"    wire [{out_port.bits - 1}:0] {wire};")

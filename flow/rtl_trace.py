@@ -1,7 +1,11 @@
 """Trace hls4ml layers into da4ml fixed-point arrays with hls4ml io_parallel semantics (ap_fixed casts included),
-one layer at a time: the RTL of every layer is its own module (see flow/rtl.py)."""
+one layer at a time, as units: a convolution or pooling pixel, a correction pixel, an activation or addition
+element, a whole Dense layer. Each distinct unit becomes one Verilog module (see flow/rtl.py)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -12,6 +16,17 @@ SATURATION = {"WRAP": "WRAP", "SAT": "SAT", "SAT_SYM": "SAT_SYM"}
 SUPPORTED = (
     "Dense, Conv2D, MaxPooling2D, Activation (relu, linear), Correction (min, range, vote, clip), Merge (add), Reshape"
 )
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A piece of a layer: ``fn`` maps the layer's input elements ``inputs`` (a flat da4ml array) to consecutive
+    output elements. Units of one layer with equal ``key`` compute the same function of their inputs, so one
+    Verilog module serves them all (every interior pixel of a convolution, every element of an activation)."""
+
+    key: tuple
+    inputs: np.ndarray
+    fn: Callable
 
 
 def kif(precision) -> tuple[int, int, int]:
@@ -71,11 +86,28 @@ def _activation(layer, inputs):
     raise FlowError(f"rtl: layer '{layer.name}': activation '{name}' is not supported (allowed: relu, linear)")
 
 
-def _correction(layer, inputs):
-    """The template's merge per pixel: stacked channels (originals, then copies), src rows, policy, clip."""
+def _correction(layer) -> list[Unit]:
+    """One unit per pixel (the bounds are per channel, so all pixels alike): the pixel's channels of every input."""
     a = layer.attributes
-    n_pixels, n_sources = int(a["n_pixels"]), int(a["n_sources"])
-    stacked = np.concatenate([x.reshape(n_pixels, -1) for x in inputs], axis=1)
+    shapes = [layer.get_input_variable(v).shape for v in layer.inputs]
+    channels = [int(shape[-1]) for shape in shapes]
+    starts = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])[:-1]
+    ends = np.cumsum(channels).tolist()
+
+    def pixel(x):
+        return _merge(layer, [x[end - c : end] for end, c in zip(ends, channels, strict=True)])
+
+    def inputs(p: int) -> np.ndarray:
+        return np.concatenate([np.arange(s + p * c, s + (p + 1) * c) for s, c in zip(starts, channels, strict=True)])
+
+    return [Unit(("pixel",), inputs(p), pixel) for p in range(int(a["n_pixels"]))]
+
+
+def _merge(layer, inputs):
+    """The template's merge of one pixel: stacked channels (originals, then copies), src rows, policy, clip."""
+    a = layer.attributes
+    n_sources = int(a["n_sources"])
+    stacked = np.concatenate([x.reshape(1, -1) for x in inputs], axis=1)
     src = np.asarray(layer.weights["src"].data, dtype=np.int64).reshape(-1, n_sources)
     first, mid, last = stacked[:, src[:, 0]], stacked[:, src[:, min(1, n_sources - 1)]], stacked[:, src[:, -1]]
     lo, hi = (_bounds(layer, name) for name in ("lo", "hi"))
@@ -123,24 +155,31 @@ def _range_merge(first, last, lo: np.ndarray, hi: np.ndarray):
     return type(first)(np.array(out, dtype=object).reshape(shape), first.solver_options)
 
 
-def _conv2d(layer, inputs):
-    """hls4ml io_parallel Conv2D: per output pixel, the (zero-padded) window times the kernel plus bias, in
-    accum_t; padding taps are left out (a zero input adds nothing)."""
-    (x,) = inputs
+def _conv2d(layer) -> list[Unit]:
+    """hls4ml io_parallel Conv2D, one unit per output pixel: the (zero-padded) window times the kernel plus bias,
+    in accum_t; padding taps are left out (a zero input adds nothing), so border pixels are units of their own."""
     a = layer.attributes
     fh, fw, c_in = int(a["filt_height"]), int(a["filt_width"]), int(a["n_chan"])
-    h_in, w_in = int(a["in_height"]), int(a["in_width"])
     weight = np.asarray(layer.weights["weight"].data, dtype=np.float64).reshape(fh * fw * c_in, -1)
     bias = np.asarray(layer.weights["bias"].data, dtype=np.float64) if "bias" in layer.weights else 0.0
-    flat = x.ravel()
-    pixels = []
-    for oh in range(int(a["out_height"])):
-        for ow in range(int(a["out_width"])):
-            inp, rows = _window(oh * int(a["stride_height"]) - int(a["pad_top"]),
-                                ow * int(a["stride_width"]) - int(a["pad_left"]), fh, fw, h_in, w_in, c_in)  # fmt: skip
-            pixels.append(flat[inp] @ weight[rows] + bias)
-    acc = np.stack(pixels)
-    return cast(acc, layer.attributes["accum_t"].precision, f"layer '{layer.name}' accumulator")
+    accum = layer.attributes["accum_t"].precision
+
+    def pixel(rows):
+        return lambda x: cast(x @ weight[rows] + bias, accum, f"layer '{layer.name}' accumulator")
+
+    units = []
+    for top, left in _corners(layer, fh, fw, pad=True):
+        inp, rows = _window(top, left, fh, fw, int(a["in_height"]), int(a["in_width"]), c_in)
+        units.append(Unit(("pixel", *rows.tolist()), inp, pixel(rows)))
+    return units
+
+
+def _corners(layer, fh: int, fw: int, pad: bool) -> list[tuple[int, int]]:
+    """(top, left) input coordinates of every output pixel's window, row by row."""
+    a = layer.attributes
+    top, left = (int(a["pad_top"]), int(a["pad_left"])) if pad else (0, 0)
+    return [(oh * int(a["stride_height"]) - top, ow * int(a["stride_width"]) - left)
+            for oh in range(int(a["out_height"])) for ow in range(int(a["out_width"]))]  # fmt: skip
 
 
 def _window(top: int, left: int, fh: int, fw: int, h_in: int, w_in: int, c_in: int):
@@ -155,39 +194,58 @@ def _window(top: int, left: int, fh: int, fw: int, h_in: int, w_in: int, c_in: i
     return np.array(inp), np.array(rows)
 
 
-def _max_pooling2d(layer, inputs):
-    (x,) = inputs
+def _max_pooling2d(layer) -> list[Unit]:
+    """Unpadded max pooling, one unit per output pixel (the channels' maxima over the window)."""
     a = layer.attributes
     if str(a.get("pool_op", "Max")) != "Max" or any(
         int(a[p]) for p in ("pad_top", "pad_bottom", "pad_left", "pad_right")
     ):
         raise FlowError(f"rtl: layer '{layer.name}': only unpadded max pooling is supported")
     ph, pw, c = int(a["pool_height"]), int(a["pool_width"]), int(a["n_filt"])
-    flat = x.ravel()
-    pixels = []
-    for oh in range(int(a["out_height"])):
-        for ow in range(int(a["out_width"])):
-            inp, _ = _window(oh * int(a["stride_height"]), ow * int(a["stride_width"]), ph, pw,
-                             int(a["in_height"]), int(a["in_width"]), c)  # fmt: skip
-            window = flat[inp].reshape(ph * pw, c)
-            best = window[0]
-            for tap in range(1, ph * pw):
-                best = np.maximum(best, window[tap])
-            pixels.append(best)
-    return np.stack(pixels)
+
+    def pixel(x):
+        window = x.reshape(ph * pw, c)
+        best = window[0]
+        for tap in range(1, ph * pw):
+            best = np.maximum(best, window[tap])
+        return best
+
+    return [Unit(("pixel", ph, pw, c), _window(top, left, ph, pw, int(a["in_height"]), int(a["in_width"]), c)[0],
+                 pixel) for top, left in _corners(layer, ph, pw, pad=False)]  # fmt: skip
 
 
-def _add(layer, inputs):
+def _add(layer) -> list[Unit]:
     if str(layer.attributes.get("op", "add")).lower() != "add":
         raise FlowError(f"rtl: layer '{layer.name}': merge '{layer.attributes.get('op')}' is not supported (add only)")
-    return inputs[0] + inputs[1]
+    n = int(np.prod(layer.get_input_variable(layer.inputs[0]).shape))
+    return [Unit(("element",), np.array([j, n + j]), lambda x: x[:1] + x[1:]) for j in range(n)]
 
 
-OPS = {
-    "Dense": _dense,
+def _elementwise(op):
+    """Units of one output element each, computing ``op`` (same function for all)."""
+
+    def units(layer) -> list[Unit]:
+        n = int(np.prod(layer.get_input_variable().shape))
+        return [Unit(("element",), np.array([j]), lambda x: op(layer, [x])) for j in range(n)]
+
+    return units
+
+
+def _layer(op):
+    """One unit: the whole layer (a single input)."""
+
+    def units(layer) -> list[Unit]:
+        n = int(np.prod(layer.get_input_variable().shape))
+        return [Unit(("layer",), np.arange(n), lambda x: op(layer, [x]))]
+
+    return units
+
+
+UNITS = {
+    "Dense": _layer(_dense),
     "Conv2D": _conv2d,
     "Pooling2D": _max_pooling2d,
-    "Activation": _activation,
+    "Activation": _elementwise(_activation),
     "Correction": _correction,
     "Merge": _add,
 }
@@ -202,12 +260,18 @@ def warm_up() -> None:
     _ = x @ np.array([[0.5, -0.25], [0.75, 0.125], [-1.0, 0.0], [0.25, 0.5]])
 
 
-def trace_layer(layer, inputs):
-    """The layer's output (cast to its result type) from its inputs, all da4ml arrays."""
-    op = OPS.get(layer.class_name)
-    if op is None:
+def layer_units(layer) -> list[Unit]:
+    """The layer as units, in output order: each computes consecutive elements of the output (cast to the
+    layer's result type) from some of its input elements (the inputs concatenated)."""
+    units = UNITS.get(layer.class_name)
+    if units is None:
         raise FlowError(
             f"rtl: layer '{layer.name}' ({layer.class_name}) is not supported by the RTL path yet; "
             f"supported: {SUPPORTED}"
         )
-    return cast(op(layer, inputs), layer.get_output_variable().type.precision, f"layer '{layer.name}'")
+    result = layer.get_output_variable().type.precision
+
+    def with_cast(fn):
+        return lambda x: cast(fn(x), result, f"layer '{layer.name}'").ravel()
+
+    return [Unit(u.key, u.inputs, with_cast(u.fn)) for u in units(layer)]
