@@ -84,15 +84,15 @@ def _widest(ports: list[Port]) -> Port:
     return Port(max(p.k for p in ports), max(p.i for p in ports), max(p.f for p in ports), sum(p.n for p in ports))
 
 
-def _unit_module(name: str, unit, in_port: Port, directory: Path) -> UnitModule:
-    """Trace one unit into its own da4ml module ``<name>_wrapper``.
-    da4ml's wrapper gives all elements of a bus one format: the widest of them."""
+def _unit_module(name: str, unit, formats: np.ndarray, directory: Path) -> UnitModule:
+    """Trace one unit into its own da4ml module ``<name>_wrapper``; ``formats``: (k, i, f) of each input element
+    (its source's). da4ml's wrapper gives all elements of a bus one format: the widest of them."""
     from da4ml.codegen import VerilogModel
     from da4ml.codegen.rtl.rtl_model import get_io_kifs
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
     raw = FixedVariableArrayInput((len(unit.inputs),))
-    comb = comb_trace(raw, unit.fn(raw.quantize(in_port.k, in_port.i, in_port.f)))
+    comb = comb_trace(raw, unit.fn(raw.quantize(*formats.T)))
     in_kifs, out_kifs = get_io_kifs(comb)
     with contextlib.redirect_stdout(io.StringIO()):
         VerilogModel(comb, name, directory / name, print_latency=False).write()
@@ -100,22 +100,28 @@ def _unit_module(name: str, unit, in_port: Port, directory: Path) -> UnitModule:
     return UnitModule(_port(in_kifs), _port(out_kifs), [src / f"{name}.v", src / f"{name}_wrapper.v"])
 
 
-def _layer_module(layer, in_port: Port, directory: Path) -> tuple[Port, Path, dict[str, UnitModule], dict[str, int]]:
+def _layer_module(
+    layer, sources: list[Port], directory: Path
+) -> tuple[Port, Port, Path, dict[str, UnitModule], dict[str, int]]:
     """The layer as module ``<layer>_wrapper`` instantiating one module per distinct unit (rtl_trace.layer_units):
-    returns (output bus, the layer's own file (wiring only), the unit modules, instances of each)."""
+    returns (input bus: the sources concatenated in their widest format, output bus, the layer's own file (wiring
+    only), the unit modules, instances of each)."""
     from flow.rtl_trace import layer_units
 
+    in_port = _widest(sources)
+    formats = np.array([(p.k, p.i, p.f) for p in sources for _ in range(p.n)])  # each input element's own
     units = layer_units(layer)
-    names: dict[tuple, str] = {}  # unit key -> its module
+    names: dict[tuple, str] = {}  # (unit key, input formats) -> its module
     modules: dict[str, UnitModule] = {}
     for unit in units:
-        if unit.key not in names:
-            names[unit.key] = f"{layer.name}_unit{len(names)}"
-            modules[names[unit.key]] = _unit_module(names[unit.key], unit, in_port, directory)
-    out_port = _widest([modules[names[u.key]].out for u in units])
+        key = unit.key, formats[unit.inputs].tobytes()
+        if key not in names:
+            names[key] = f"{layer.name}_unit{len(names)}"
+            modules[names[key]] = _unit_module(names[key], unit, formats[unit.inputs], directory)
+    unit_names = [names[u.key, formats[u.inputs].tobytes()] for u in units]
+    out_port = _widest([modules[name].out for name in unit_names])
     body, outputs = [], []
-    for j, unit in enumerate(units):
-        name = names[unit.key]
+    for j, (unit, name) in enumerate(zip(units, unit_names, strict=True)):
         module = modules[name]
         if module.out.bits == 0:  # every output a constant zero: nothing to instantiate
             outputs += [f"{out_port.width}'b0"] * module.out.n
@@ -128,8 +134,8 @@ def _layer_module(layer, in_port: Port, directory: Path) -> tuple[Port, Path, di
     ports = f"input [{in_port.bits - 1}:0] model_inp, output [{out_port.bits - 1}:0] model_out"
     assign = f"    assign model_out = {{{', '.join(reversed(outputs))}}};"
     path.write_text(f"module {layer.name}_wrapper ({ports});\n" + "\n".join([*body, assign]) + "\nendmodule\n")
-    instances = {name: sum(names[u.key] == name for u in units) for name in modules}
-    return out_port, path, modules, instances
+    instances = {name: unit_names.count(name) for name in modules}
+    return in_port, out_port, path, modules, instances
 
 
 def _convert(bus: str, src: Port, dst: Port, index: int) -> str:
@@ -168,8 +174,9 @@ def write_rtl(graph, directory: Path, name: str = "model", keep_copies: bool = T
         if layer.class_name in WIRING:
             signal[out_var] = sources[0]
             continue
-        in_port = _widest([p for _, p in sources])
-        out_port, wiring, units, design.instances[layer.name] = _layer_module(layer, in_port, directory)
+        in_port, out_port, wiring, units, design.instances[layer.name] = _layer_module(
+            layer, [p for _, p in sources], directory
+        )
         files += [wiring, *(path for unit in units.values() for path in unit.files)]
         design.modules[layer.name] = (in_port, out_port)
         design.units.update(units)
@@ -262,8 +269,10 @@ def _icarus(tool: str, sources: list[str]) -> list[list[str]]:
 
 
 def _verilator(tool: str, sources: list[str]) -> list[list[str]]:
-    # -O0: the generated C++ is one huge function per module; optimising it costs minutes and saves milliseconds
-    flags = ["--binary", "--timing", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style", "--top-module", "tb"]
+    # -O0: the generated C++ is one huge function per module; optimising it costs minutes and saves milliseconds.
+    # --inline-mult -1 inlines every unit instance: three times less C++ than one class per unit module
+    flags = ["--binary", "--timing", "--inline-mult", "-1", "-j", "2", "-Wno-fatal", "-Wno-lint", "-Wno-style"]
+    flags += ["--top-module", "tb"]
     make = ["-Mdir", "obj", "-MAKEFLAGS", "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"]
     return [[tool, *flags, *make, *sources], ["obj/Vtb"]]
 

@@ -337,8 +337,9 @@ Step = Callable[[RunState, RunConfig], RunState]
 
 
 def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
-    """da4ml RTL of every layer (own Verilog module; copies kept apart), simulated (rtl.simulator) on test images
-    and compared bit for bit with the C-sim: <out>/rtl/report.json; fails if they differ."""
+    """da4ml RTL of every layer (own Verilog module of unit instances; copies kept apart), simulated
+    (rtl.simulator) on test images and compared bit for bit with the C-sim: <out>/rtl/report.json; fails if
+    they differ."""
     from flow.csim import CSimLibrary
     from flow.hls import build_graph
     from flow.rtl import require_simulator, simulate, write_rtl
@@ -358,6 +359,7 @@ def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
         "max_abs_diff": float(np.abs(rtl - csim).max()), "simulator": simulator, "top": design.top,
         "files": [str(f.relative_to(out)) for f in design.files],
         "modules": {name: {"input": vars(i), "output": vars(o)} for name, (i, o) in design.modules.items()},
+        "units": design.instances,
     }  # fmt: skip
     (out / "report.json").write_text(json.dumps(report, indent=2))
     if differing:

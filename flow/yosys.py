@@ -1,9 +1,10 @@
 """Open synthesis of the RTL with yosys ``synth_xilinx -family xc7`` and its cell statistics (``method: yosys``).
 
-``synthesize`` runs one yosys per distinct unit module (a layer, a convolution pixel, an activation element), in
-parallel, each result cached by the module's content (its name left out), so a hardened variant only pays for its
-copies and corrections and a convolution for its distinct pixels; ``synthesize_flat`` synthesizes the
-whole design at once (used to show that flattening merges copies unless they are ``keep_hierarchy``)."""
+``synthesize`` synthesizes every distinct unit module (a layer, a convolution pixel, an activation element) once,
+kept apart in batched yosys runs, each result cached by the module's content (its name left out), so a hardened
+variant only pays for its copies and corrections and a convolution for its distinct pixels; ``synthesize_flat``
+synthesizes the whole design at once (used to show that flattening merges copies unless they are
+``keep_hierarchy``)."""
 
 from __future__ import annotations
 

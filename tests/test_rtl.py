@@ -147,6 +147,7 @@ def test_rtl_step_and_yosys_estimate_on_a_trained_model(tmp_path, tiny_cfg_dict)
     report = json.loads((tmp_path / "out" / "rtl" / "report.json").read_text())
     assert report["bit_exact"] is True and report["n_samples"] == 40 and report["n_samples_differing"] == 0
     assert set(report["modules"]) == {"fc1", "relu1", "logits"}
+    assert report["units"] == {"fc1": {"fc1_unit0": 1}, "relu1": {"relu1_unit0": 8}, "logits": {"logits_unit0": 1}}
     resources = json.loads((tmp_path / "out" / "estimate" / "resources.json").read_text())
     assert resources["method"] == "yosys" and resources["total"]["LUT"] > 0
     assert resources["yosys_over_analytic"]["LUT"] == pytest.approx(
