@@ -132,8 +132,9 @@ def _bounds(layer, name: str) -> np.ndarray:
     rounding, saturation = modes(precision)
     ints = {"RND": np.floor(scaled + 0.5), "RND_CONV": np.rint(scaled)}.get(rounding, np.floor(scaled))
     low, high = (-(2 ** (i + f)) if k else 0), 2 ** (i + f) - 1
-    wrapped = (ints - low) % (high - low + 1) + low
-    return (np.clip(ints, low, high) if saturation.startswith("SAT") else wrapped) * 2.0**-f
+    if saturation == "WRAP":
+        return ((ints - low) % (high - low + 1) + low) * 2.0**-f
+    return np.clip(ints, -high if k and saturation == "SAT_SYM" else low, high) * 2.0**-f  # SAT_SYM: -max, not min
 
 
 def _range_merge(first, last, lo: np.ndarray, hi: np.ndarray):

@@ -51,6 +51,52 @@ def test_round_half_to_even_cast_is_exact():
     assert got.tolist() == [0, 2, 2, 2, 3, 4, 14, 15]  # 15.75 saturates at 15
 
 
+def test_casts_and_bounds_agree_with_ap_fixed_in_every_mode(tmp_path):
+    # every rounding x overflow mode the RTL supports, against ap_fixed itself (g++), below, inside and above the
+    # range: casts from a wider ap_fixed<12,6> (da4ml trace), and the range/clip bounds, which are weights written
+    # as decimals and converted by ap_fixed's constructor (_bounds)
+    import subprocess
+    from types import SimpleNamespace
+
+    import hls4ml
+    from da4ml.trace import FixedVariableArrayInput, comb_trace
+    from hls4ml.model.types import FixedPrecisionType, RoundingMode, SaturationMode
+
+    from flow.rtl_trace import _bounds, cast
+
+    values = np.concatenate([np.arange(-10, 10, 1 / 16), [-4.0, -3.9375, -4.0625, 3.875, 3.9375, 0.0625, -0.0625]])
+    types = [
+        (signed, q, o)
+        for signed in (True, False)
+        for q in ("TRN", "RND", "RND_CONV")
+        for o in ("WRAP", "SAT", "SAT_SYM")
+    ]
+    calls = "\n".join(f"    show<ap_{'' if signed else 'u'}fixed<6, 3, AP_{q}, AP_{o}>>();" for signed, q, o in types)
+    (tmp_path / "bounds.cpp").write_text(
+        '#include "ap_fixed.h"\n#include <cstdio>\n'
+        f"static const double v[] = {{{', '.join(map(repr, values.tolist()))}}};\n"
+        "template <class T> void show() {\n"
+        '    for (double x : v) printf("%.17g ", (double)T(x));\n    printf("\\n");\n'
+        '    for (double x : v) printf("%.17g ", (double)T(ap_fixed<12, 6>(x)));\n    printf("\\n");\n}\n'
+        f"int main() {{\n{calls}\n}}\n"
+    )
+    include = Path(hls4ml.__file__).parent / "templates" / "vivado" / "ap_types"
+    subprocess.run(["g++", "-O0", "-I", str(include), "bounds.cpp", "-o", "bounds"], cwd=tmp_path, check=True)
+    lines = subprocess.run(["./bounds"], cwd=tmp_path, capture_output=True, text=True, check=True).stdout.splitlines()
+    x = FixedVariableArrayInput((1,))
+    for j, (signed, q, o) in enumerate(types):
+        precision = FixedPrecisionType(6, 3, signed, RoundingMode.from_string(q), SaturationMode.from_string(o))
+        layer = SimpleNamespace(weights={"lo": SimpleNamespace(type=SimpleNamespace(precision=precision), data=values)})
+        assert _bounds(layer, "lo").tolist() == [float(v) for v in lines[2 * j].split()], ("bound", signed, q, o)
+        comb = comb_trace(x, cast(x.quantize(1, 5, 6), precision, "test").ravel())
+        assert comb.predict(values[:, None])[:, 0].tolist() == [float(v) for v in lines[2 * j + 1].split()], (
+            "cast",
+            signed,
+            q,
+            o,
+        )
+
+
 def test_one_layer_dense_end_to_end_bit_exact_and_synthesized(tmp_path):
     import tensorflow as tf
     from qkeras import QDense, quantized_bits
