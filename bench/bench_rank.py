@@ -1,7 +1,7 @@
-"""Ranking benchmark on lenet/digits: wall time of each method and its Spearman rho against fault injection.
+"""Ranking benchmark: wall time of each method and its Spearman rho against fault injection.
 
-Usage: .venv/bin/python bench/bench_rank.py [--out runs/bench_rank] [--images 100]
-Trains the demo LeNet (examples/lenet_digits.yaml) unless the output directory already holds it.
+Usage: .venv/bin/python bench/bench_rank.py [--config examples/lenet_digits.yaml] [--out runs/bench_rank] [--images 100]
+Trains the config's model (default: the demo LeNet) unless the output directory already holds it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "examples" / "lenet_digits.yaml"))
     parser.add_argument("--out", default="runs/bench_rank")
     parser.add_argument("--images", type=int, default=100)
     args = parser.parse_args()
@@ -29,7 +30,7 @@ def main() -> int:
     from flow.state import RunState, read_manifest
     from flow.steps import need_data, run
 
-    cfg = load_config(ROOT / "examples" / "lenet_digits.yaml")
+    cfg = load_config(args.config)
     cfg = dataclasses.replace(cfg, rank=dataclasses.replace(cfg.rank, images=args.images))
     out = Path(args.out)
     if "model" not in read_manifest(out):
@@ -43,7 +44,10 @@ def main() -> int:
     report = validate(rankings)
     fi = rankings["fi"]
     channels = sum(len(v) for v in fi.scores.values())
-    print(f"lenet/digits, {channels} channels in 4 layers, {len(x)} test images, seed {cfg.seed}")
+    print(
+        f"{cfg.model.name}/{cfg.data.name}, {channels} channels in {len(fi.scores)} layers, {len(x)} test images, "
+        f"seed {cfg.seed}"
+    )
     print(f"fi ground truth: {fi.params['total_flips']} single bit flips (Leveugle e=0.05, 95 %), {fi.seconds:.2f} s")
     print(f"{'method':<16}{'seconds':>9}{'% of fi':>9}{'rho global':>12}{'tau global':>12}{'top10%':>8}  rho per layer")
     for name, r in report["methods"].items():

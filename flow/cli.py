@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     rank.add_argument("config", help="YAML run configuration")
     rank.add_argument("--out", help="output directory (default: the config's 'out')")
-    rank.add_argument("--method", help="override rank.method: l1, l2, gradient, taylor or fi")
+    rank.add_argument("--method", help="override rank.method: l1, l2, gradient, first_order, taylor or fi")
     rank.add_argument("--compare", action="store_true", help="run every method and validate each against fi")
     rank.set_defaults(func=_cmd_rank)
 

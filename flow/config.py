@@ -128,6 +128,7 @@ class RankMethod(enum.StrEnum):
     L1 = "l1"
     L2 = "l2"
     GRADIENT = "gradient"
+    FIRST_ORDER = "first_order"
     TAYLOR = "taylor"
     FI = "fi"
 
@@ -146,7 +147,7 @@ class Sampling(enum.StrEnum):
 @dataclass(frozen=True)
 class RankConfig:
     method: RankMethod = RankMethod.GRADIENT  # the ranking later steps use
-    images: int = field(default=100, metadata=rng(1))  # images scored by gradient, taylor and fi
+    images: int = field(default=100, metadata=rng(1))  # images scored by gradient, first_order, taylor and fi
     split: Split = Split.TEST  # where those images come from (the first `images` of it)
     compare: bool = False  # also compute every method and validate each against fi (rank/validation.json)
     fi_sampling: Sampling = Sampling.STATISTICAL  # per channel: Leveugle sample of its bits, or all of them

@@ -5,6 +5,8 @@ Scores are comparable across layers, so one global ranking exists beside the per
   conventional pruning; dividing by the weight count only rescales a layer, its own order is unchanged);
 - ``gradient``: HarDNN's vulnerability gain, V_c = sum_i mean_images sum_{w in c} (dDelta_i/dw)^2 / Delta_i^2 with
   Delta_i = Z_t - Z_i, t the predicted class (kernel and bias of the channel);
+- ``first_order``: every single bit flip of the channel's weight and bias words, its effect on each image's margins
+  predicted from the margin gradients (first order); the score is the predicted critical-SDC rate, as ``fi``;
 - ``taylor``: first-order Taylor importance |sum_{w in c} w dL/dw| of the cross-entropy loss;
 - ``fi``: ground truth by bit-exact fault injection: single bit flips sampled over the channel's weight and bias
   bits; the score is the critical-SDC rate per inference (share of (flip, image) pairs whose top-1 changes).
@@ -20,7 +22,7 @@ import numpy as np
 
 from flow.config import RankConfig, RankMethod, Sampling
 from flow.emulate import Fault, FaultEmulator, weight_layers
-from flow.errors import FlowError
+from flow.margins import MAX_ELEMENTS, margin_gradients
 from flow.stats import leveugle_sample_size, wilson_interval
 
 
@@ -70,65 +72,55 @@ def _params(layer) -> list:
 
 
 def gradient_scores(model, x: np.ndarray, eps: float = 1e-12) -> dict[str, np.ndarray]:
-    """HarDNN vulnerability gain per channel.
+    """HarDNN vulnerability gain per channel (kernel and bias), from the margin gradients of flow.margins."""
+    totals: dict[str, np.ndarray] = {}
+    for chunk in margin_gradients(model, x):
+        weight = np.where(chunk.delta == 0.0, 0.0, 1.0 / np.maximum(chunk.delta**2, eps))  # target and ties out
+        for name, grads in chunk.kernel.items():
+            squares = np.sum(grads**2, axis=2) + (chunk.bias[name] ** 2 if name in chunk.bias else 0.0)  # (n, K, C)
+            totals[name] = totals.get(name, 0.0) + np.sum(squares * weight[:, :, None], axis=(0, 1))
+    return {name: total / len(x) for name, total in totals.items()}
 
-    Per-image weight gradients come from the gradients at each layer's output: dDelta_i/dW[f, c] =
-    sum_p patch[p, f] * dDelta_i/dout[p, c] (a dense layer has one "patch": its input). Images are independent at
-    inference, so dDelta_i/dout for all images is one backward pass of sum_n Delta_{n,i}: K passes in all."""
-    import tensorflow as tf
 
-    layers = weight_layers(model)
-    for layer in layers:
-        if layer.get_config().get("activation") not in (None, "linear"):
-            raise FlowError(
-                f"layer '{layer.name}' has a built-in activation; gradient ranking needs its pre-activation output: "
-                "use a separate QActivation layer"
-            )
-    n_layers = len(layers)
-    probe = tf.keras.Model(model.inputs, [layer.input for layer in layers] + [layer.output for layer in layers])
+def first_order_scores(model, x: np.ndarray, max_elements: int = MAX_ELEMENTS) -> dict[str, np.ndarray]:
+    """Critical-SDC rate per channel over every single bit flip of its weights and bias, predicted to first order.
 
-    @tf.function(autograph=False)
-    def margins_and_output_gradients(images):
-        with tf.GradientTape(persistent=True) as tape:
-            tensors = probe(images, training=False)
-            z = tensors[-1]  # the logits: the last weight layer's output
-            delta = tf.gather(z, tf.argmax(z, axis=1), batch_dims=1)[:, None] - z  # (N, K), 0 at the target
-            columns = [delta[:, i] for i in range(z.shape[1])]
-        per_class = [tape.gradient(column, tensors[n_layers:]) for column in columns]
-        grads = [tf.stack([g[j] for g in per_class], axis=1) for j in range(n_layers)]  # (N, K, *out)
-        return delta, tensors[:n_layers], grads
-
-    delta, inputs, grads = margins_and_output_gradients(tf.constant(x))
-    delta = delta.numpy().astype(np.float64)
-    weight = np.where(delta == 0.0, 0.0, 1.0 / np.maximum(delta**2, eps))  # the target (and exact ties) excluded
+    A flip changing w by d changes each margin Delta_k by d * dDelta_k/dw; the (flip, image) pair counts as
+    critical when another class then beats the predicted one. Exact for the last layer (the logits are linear in its
+    weights)."""
+    emulator = FaultEmulator(model)
+    hits = {key: np.zeros(array.size) for key, array in emulator.arrays.items()}
+    for chunk in margin_gradients(model, x, max_elements):
+        for (layer, name), array in emulator.arrays.items():
+            grads = (chunk.kernel if name == "kernel" else chunk.bias)[layer]
+            above, below = _closing_changes(chunk.delta, grads.reshape(*grads.shape[:2], -1), chunk.target)
+            words = emulator.quantized[(layer, name)].reshape(-1)
+            for bit in range(array.fmt.width):
+                change = array.fmt.inject(words, bit) - words
+                hits[(layer, name)] += np.sum((change > above) | (change < below), axis=0)
     scores = {}
-    for layer, a, g in zip(layers, inputs, grads, strict=True):
-        patches = _patches(layer, a)  # (N, P, F)
-        g = g.numpy().astype(np.float64)
-        g = g.reshape(*g.shape[:2], patches.shape[1], -1)  # (N, K, P, C)
-        kernel_sq = np.sum(np.einsum("npf,nkpc->nkfc", patches, g) ** 2, axis=2)
-        bias_sq = np.sum(g, axis=2) ** 2 if getattr(layer, "bias", None) is not None else 0.0
-        scores[layer.name] = np.sum((kernel_sq + bias_sq) * weight[:, :, None], axis=1).mean(axis=0)
+    for layer in weight_layers(model):
+        keys = [key for key in hits if key[0] == layer.name]
+        channels = emulator.arrays[keys[0]].channels
+        critical = sum(np.bincount(np.arange(hits[k].size) % channels, hits[k], channels) for k in keys)
+        flips = sum(emulator.arrays[k].size // channels * emulator.arrays[k].fmt.width for k in keys)
+        scores[layer.name] = critical / (flips * len(x))
     return scores
 
 
-def _patches(layer, inputs) -> np.ndarray:
-    """The input patches each output position multiplies with the kernel: (N, positions, fan-in)."""
-    import tensorflow as tf
-
-    if type(layer).__name__ == "QDense":
-        if len(inputs.shape) != 2:
-            raise FlowError(f"layer '{layer.name}': gradient ranking supports QDense on flat inputs only")
-        return inputs.numpy().astype(np.float64)[:, None, :]
-    kh, kw = layer.kernel_size
-    patches = tf.image.extract_patches(
-        inputs,
-        sizes=[1, kh, kw, 1],
-        strides=[1, *layer.strides, 1],
-        rates=[1, *layer.dilation_rate, 1],
-        padding=layer.padding.upper(),
-    ).numpy()
-    return patches.reshape(len(patches), -1, patches.shape[-1]).astype(np.float64)
+def _closing_changes(delta: np.ndarray, grads: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per image and weight, the smallest increase and the largest decrease d of the weight that let a class k beat
+    the target t (inf / -inf when none does): delta_k + d * grad_k < 0, or = 0 when k < t (argmax takes the first
+    maximum). delta (n, K), grads (n, K, W), target (n,)."""
+    rivals = delta.copy()
+    rivals[np.arange(len(delta)), target] = np.inf  # the target never beats itself: its thresholds become +-inf
+    with np.errstate(divide="ignore", invalid="ignore"):
+        closing = np.divide(-rivals[:, :, None], grads)  # nan where 0/0: no threshold (masked out below)
+    earlier = np.arange(delta.shape[1])[None, :] < target[:, None]  # these win a tie already: one ulp closer
+    closing[earlier] = np.nextafter(closing[earlier], np.where(grads[earlier] < 0, -np.inf, np.inf))
+    above = np.where(grads < 0, closing, np.inf).min(axis=1)
+    np.copyto(closing, -np.inf, where=~(grads > 0))
+    return above, closing.max(axis=1)
 
 
 def taylor_scores(model, x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
@@ -219,6 +211,8 @@ def rank_model(model, x: np.ndarray, y: np.ndarray, method: RankMethod, cfg: Ran
         scores = norm_scores(model, 2)
     elif method is RankMethod.GRADIENT:
         scores = gradient_scores(model, x)
+    elif method is RankMethod.FIRST_ORDER:
+        scores = first_order_scores(model, x)
     elif method is RankMethod.TAYLOR:
         scores = taylor_scores(model, x, y)
     else:

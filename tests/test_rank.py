@@ -115,7 +115,7 @@ def test_rank_step_writes_ranking_plot_and_validation(tmp_path, tiny_cfg_dict):
         assert (rank_dir / f"ranking_{method.value}.json").is_file()
     validation = json.loads((rank_dir / "validation.json").read_text())
     assert validation["reference"] == "fi"
-    assert set(validation["methods"]) == {"l1", "l2", "gradient", "taylor"}
+    assert set(validation["methods"]) == {"l1", "l2", "gradient", "first_order", "taylor"}
     for report in validation["methods"].values():
         assert -1.0 <= report["global"]["spearman"] <= 1.0
         assert 0.0 <= report["global"]["top10_overlap"] <= 1.0
@@ -137,8 +137,8 @@ def test_rank_bad_method_is_a_clear_error(tmp_path, capsys, tiny_cfg_dict):
     assert "rank.method: got 'hessian'" in capsys.readouterr().err
 
 
-def _exact_gain(model, x):
-    """The vulnerability gain straight from its definition: per-image jacobians of every margin."""
+def _exact_margin_jacobians(model, x):
+    """Per-image jacobians of every margin Delta_k = Z_t - Z_k with respect to every kernel and bias."""
     import tensorflow as tf
 
     from flow.emulate import weight_layers
@@ -149,7 +149,12 @@ def _exact_gain(model, x):
         z = model(tf.constant(x), training=False)
         delta = tf.gather(z, tf.argmax(z, axis=1), batch_dims=1)[:, None] - z
     jac = [j.numpy().astype(np.float64) for j in tape.jacobian(delta, variables)]
-    d = delta.numpy().astype(np.float64)
+    return layers, delta.numpy().astype(np.float64), z.numpy().argmax(axis=1), jac
+
+
+def _exact_gain(model, x):
+    """The vulnerability gain straight from its definition."""
+    layers, d, _, jac = _exact_margin_jacobians(model, x)
     inv = np.where(d == 0, 0.0, 1.0 / np.where(d == 0, 1.0, d) ** 2)
     scores = {}
     for pos, layer in enumerate(layers):
@@ -159,11 +164,34 @@ def _exact_gain(model, x):
     return scores
 
 
-def test_gradient_gain_equals_its_definition_with_strides_and_valid_padding():
+def _exact_first_order(model, x):
+    """Every bit flip of every weight word, each image's margins moved by the flip times their jacobian: the share
+    of (flip, image) pairs where another class beats the target, per channel."""
+    from flow.emulate import FaultEmulator
+
+    layers, d, target, jac = _exact_margin_jacobians(model, x)
+    emulator = FaultEmulator(model)
+    scores = {}
+    for pos, layer in enumerate(layers):
+        critical, flips = 0.0, 0
+        for name, j in zip(("kernel", "bias"), jac[2 * pos : 2 * pos + 2], strict=True):
+            array, words = emulator.arrays[(layer.name, name)], emulator.quantized[(layer.name, name)].reshape(-1)
+            j = j.reshape(*j.shape[:2], -1)  # (N, K, size)
+            for bit in range(array.fmt.width):
+                moved = d[:, :, None] + j * (array.fmt.inject(words, bit) - words)
+                moved[np.arange(len(x)), target] = np.inf
+                earlier = np.arange(d.shape[1])[None, :, None] < target[:, None, None]  # argmax: first maximum wins
+                per_word = np.sum(np.any((moved < 0) | ((moved == 0) & earlier), axis=1), axis=0)
+                critical = critical + np.bincount(np.arange(words.size) % array.channels, per_word, array.channels)
+            flips += words.size // array.channels * array.fmt.width
+        scores[layer.name] = critical / (flips * len(x))
+    return scores
+
+
+def _strided_model():
     import tensorflow as tf
     from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
 
-    from flow.rank import gradient_scores
     from flow.training import seed_everything
 
     seed_everything(0)
@@ -174,11 +202,42 @@ def test_gradient_gain_equals_its_definition_with_strides_and_valid_padding():
     x = QConv2D(4, (2, 3), padding="same", kernel_quantizer=q, bias_quantizer=q, name="c2")(x)
     x = tf.keras.layers.Flatten(name="f")(QActivation(quantized_relu(8, 2), name="r2")(x))
     model = tf.keras.Model(inp, QDense(5, kernel_quantizer=q, bias_quantizer=q, name="out")(x))
-    images = np.random.default_rng(0).random((6, 9, 9, 2)).astype(np.float32)
+    return model, np.random.default_rng(0).random((6, 9, 9, 2)).astype(np.float32)
+
+
+def test_gradient_gain_equals_its_definition_with_strides_and_valid_padding():
+    from flow.rank import gradient_scores
+
+    model, images = _strided_model()
     fast, exact = gradient_scores(model, images), _exact_gain(model, images)
     for layer in exact:
         np.testing.assert_allclose(fast[layer], exact[layer], rtol=1e-5)
     assert all(np.any(v > 0) for v in exact.values())
+
+
+def test_first_order_equals_its_definition_with_strides_and_valid_padding():
+    from flow.margins import margin_gradients
+    from flow.rank import first_order_scores
+
+    model, images = _strided_model()
+    exact = _exact_first_order(model, images)
+    assert all(np.any(v > 0) for v in exact.values()) and any(np.any(v < 1) for v in exact.values())
+    for max_elements in (1 << 24, 1):  # all images at once, or one image per chunk
+        fast = first_order_scores(model, images, max_elements)
+        for layer in exact:
+            np.testing.assert_allclose(fast[layer], exact[layer], rtol=1e-12, err_msg=layer)
+    per_image = 5 * (4 * 4 * 4 * 5)  # classes x the largest kernel (out: 64 inputs x 5 units)
+    assert [len(chunk.delta) for chunk in margin_gradients(model, images, 3 * per_image)] == [3, 3]
+
+
+def test_first_order_is_the_fault_injection_rate_in_the_last_layer(dead_filter_model):
+    model, x, y = dead_filter_model
+    cfg = RankConfig(fi_sampling=Sampling.EXHAUSTIVE)
+    fi = rank_model(model, x, y, RankMethod.FI, cfg, seed=0)
+    first_order = rank_model(model, x, y, RankMethod.FIRST_ORDER, cfg, seed=0)
+    assert np.all(fi.scores["logits"] > 0)
+    # the logits are linear in the last layer's weights: its prediction is the measured rate itself
+    np.testing.assert_allclose(first_order.scores["logits"], fi.scores["logits"], atol=1e-12)
 
 
 def test_gradient_needs_separate_activations():
