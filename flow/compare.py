@@ -1,6 +1,6 @@
 """Comparison runs: the same fault campaign and the same resource estimate on several variants of one trained
-model (baseline, selective hardening at several ratios, selective TMR, full DMR/TMR, pruned, pruned+hardened),
-and one table of accuracy, critical-SDC rate, LUT/FF/DSP/BRAM, latency and overheads vs the baseline
+model (baseline, selective hardening and selective TMR at several ratios or budgets, full DMR/TMR, pruned,
+pruned+hardened), and one table of accuracy, critical-SDC rate, LUT/FF/DSP/BRAM, latency and overheads vs the baseline
 (``<out>/compare/table.csv`` and ``table.md``)."""
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ SWEPT_BY_HARDEN_RATIO = (Variant.SELECTIVE_MIN, Variant.SELECTIVE_RANGE, Variant
 SWEPT_BY_PRUNE_RATIO = (Variant.PRUNED, Variant.PRUNED_L1, Variant.PRUNED_HARDENED)
 OVERHEAD_KEYS = ("params", "macs", *RESOURCE_KEYS, "latency_cycles")
 COLUMNS = (
-    "variant", "kind", "harden_ratio", "prune_ratio", "fault_free_accuracy", "faults", "critical_rate", "critical_ci95",
-    "sdc_rate", "masked_rate", "mean_accuracy_under_fault", "params", "macs", *RESOURCE_KEYS, "latency_cycles",
+    "variant", "kind", "harden_ratio", "harden_budget_pct", "prune_ratio", "fault_free_accuracy", "faults",
+    "critical_rate", "critical_ci95", "sdc_rate", "masked_rate", "mean_accuracy_under_fault", "params", "macs",
+    *RESOURCE_KEYS, "latency_cycles",
     *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "fits_board",
     "estimate_method", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic",
 )  # fmt: skip
@@ -37,26 +38,30 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Case:
-    """One row of the comparison: a variant at one hardening or pruning ratio."""
+    """One row of the comparison: a variant at one hardening ratio, hardening budget or pruning ratio."""
 
     variant: Variant
     harden_ratio: float | None = None
     prune_ratio: float | None = None
+    harden_budget: float | None = None  # % of the baseline's harden.budget_metric
 
     @property
     def label(self) -> str:
+        if self.harden_budget is not None:
+            return f"{self.variant.value}_budget{self.harden_budget:g}"
         ratio = self.harden_ratio if self.harden_ratio is not None else self.prune_ratio
         return self.variant.value if ratio is None else f"{self.variant.value}_{ratio:g}"
 
 
 def cases(cfg: RunConfig) -> list[Case]:
     """The rows the config asks for; the baseline always comes first (it is the reference of the overheads)."""
-    harden_ratios = cfg.compare.ratios or (cfg.harden.ratio if cfg.harden.selection is Selection.RATIO else None,)
+    swept = [{"harden_ratio": r} for r in cfg.compare.ratios] + [{"harden_budget": b} for b in cfg.compare.budgets]
+    as_given = {"harden_ratio": cfg.harden.ratio} if cfg.harden.selection is Selection.RATIO else {}
     prune_ratios = cfg.compare.prune_ratios or (cfg.prune.ratio,)
     result = [Case(Variant.BASELINE)]
     for variant in cfg.compare.variants:
         if variant in SWEPT_BY_HARDEN_RATIO:
-            result += [Case(variant, harden_ratio=r) for r in harden_ratios]
+            result += [Case(variant, **point) for point in swept or [as_given]]
         elif variant in SWEPT_BY_PRUNE_RATIO:
             result += [Case(variant, prune_ratio=r) for r in prune_ratios]
         elif variant is not Variant.BASELINE:
@@ -79,6 +84,8 @@ def case_config(cfg: RunConfig, case: Case) -> tuple[RunConfig, list[str]]:
         harden = dataclasses.replace(cfg.harden, mode=mode, policy=policy)
         if case.harden_ratio is not None:
             harden = dataclasses.replace(harden, selection=Selection.RATIO, ratio=case.harden_ratio)
+        if case.harden_budget is not None:
+            harden = dataclasses.replace(harden, selection=Selection.BUDGET, budget=case.harden_budget)
         cfg = dataclasses.replace(cfg, harden=harden)
     return cfg, steps
 
@@ -130,6 +137,7 @@ def _row(case: Case, vdir: Path) -> dict:
         "variant": case.label,
         "kind": case.variant.value,
         "harden_ratio": "" if case.harden_ratio is None else case.harden_ratio,
+        "harden_budget_pct": "" if case.harden_budget is None else case.harden_budget,
         "prune_ratio": "" if case.prune_ratio is None else case.prune_ratio,
         "fault_free_accuracy": round(summary["golden_accuracy"], 5),
         "faults": total["n_faults"],

@@ -291,7 +291,8 @@ class Variant(enum.StrEnum):
 @dataclass(frozen=True)
 class CompareConfig:
     variants: tuple[Variant, ...] = tuple(Variant)  # each gets the same fault model (inject.*); selection: harden.*
-    ratios: tuple[float, ...] = ()  # hardening ratios of the selective variants; empty = harden.ratio
+    ratios: tuple[float, ...] = ()  # hardening ratios of the selective variants
+    budgets: tuple[float, ...] = ()  # hardening budgets (% of harden.budget_metric); with ratios: both swept
     prune_ratios: tuple[float, ...] = ()  # pruning ratios of the pruned variants; empty = prune.ratio
 
     def __post_init__(self) -> None:
@@ -300,6 +301,9 @@ class CompareConfig:
             if bad:
                 allowed = "in (0, 1]" if top else "in (0, 1)"
                 raise FlowError(f"{key}: got {bad[0]}; every ratio must be {allowed}")
+        bad = [v for v in self.budgets if not v > 0]
+        if bad:
+            raise FlowError(f"budgets: got {bad[0]}; every budget must be > 0 (% of the baseline's cost)")
 
 
 class EstimateMethod(enum.StrEnum):

@@ -207,6 +207,7 @@ COMPARE = {
     "compare": {
         "variants": ["selective_min", "full_tmr", "pruned", "pruned_l1", "pruned_hardened"],
         "ratios": [0.3, 0.6],
+        "budgets": [20],
         "prune_ratios": [0.5],
     },
 }

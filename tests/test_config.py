@@ -47,6 +47,7 @@ def test_nested_values_are_typed():
         ({"estimate": {"mehtod": "analytic"}}, "unknown key 'estimate.mehtod' (did you mean 'method'?)"),
         ({"estimate": {"method": "quartus"}}, "estimate.method: got 'quartus'"),
         ({"compare": {"ratios": [0.3, 1.5]}}, "compare.ratios: got 1.5; every ratio must be in (0, 1]"),
+        ({"compare": {"budgets": [10, 0]}}, "compare.budgets: got 0"),
         ({"compare": {"prune_ratios": [1.0]}}, "compare.prune_ratios: got 1.0; every ratio must be in (0, 1)"),
         ({"compare": {"variants": ["tmr"]}}, "compare.variants[0]: got 'tmr'"),
         ({"rank": {"method": "hessian"}}, "rank.method: got 'hessian'"),
@@ -80,3 +81,19 @@ def test_every_example_config_loads():
     assert examples
     for path in examples:
         load_config(path)
+
+
+def test_compare_cases_sweep_ratios_and_budgets():
+    from flow.compare import case_config, cases
+
+    cfg = config_from_dict({"compare": {"variants": ["selective_tmr", "full_tmr"], "ratios": [0.1], "budgets": [5]}})
+    assert [case.label for case in cases(cfg)] == [
+        "baseline", "selective_tmr_0.1", "selective_tmr_budget5", "full_tmr",
+    ]  # fmt: skip
+    harden = {case.label: case_config(cfg, case)[0].harden for case in cases(cfg)}
+    assert (harden["selective_tmr_0.1"].selection, harden["selective_tmr_0.1"].ratio) == ("ratio", 0.1)
+    assert (harden["selective_tmr_budget5"].selection, harden["selective_tmr_budget5"].budget) == ("budget", 5.0)
+    as_given = config_from_dict(
+        {"harden": {"selection": "budget", "budget": 7}, "compare": {"variants": ["selective_min"]}}
+    )
+    assert [(c.label, case_config(as_given, c)[0].harden.budget) for c in cases(as_given)][1] == ("selective_min", 7.0)

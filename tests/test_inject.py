@@ -258,8 +258,8 @@ def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(compare_ru
     with open(table_path) as f:
         rows = {row["variant"]: row for row in csv.DictReader(f)}
     assert list(rows) == [
-        "baseline", "selective_min_0.3", "selective_min_0.6", "full_tmr", "pruned_0.5", "pruned_l1_0.5",
-        "pruned_hardened_0.5",
+        "baseline", "selective_min_0.3", "selective_min_0.6", "selective_min_budget20", "full_tmr", "pruned_0.5",
+        "pruned_l1_0.5", "pruned_hardened_0.5",
     ]  # fmt: skip
     assert all(int(r["faults"]) == 80 for r in rows.values())
     assert float(rows["full_tmr"]["critical_rate"]) == 0.0  # every weight/bias fault is outvoted
@@ -276,7 +276,10 @@ def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(compare_ru
     assert float(rows["pruned_0.5"]["LUT_overhead_pct"]) < 0 and float(rows["pruned_l1_0.5"]["LUT_overhead_pct"]) < 0
     assert rows["pruned_hardened_0.5"]["prune_ratio"] == "0.5" and rows["selective_min_0.6"]["harden_ratio"] == "0.6"
     assert all(rows[v]["fits_board"] in ("True", "False") for v in rows)
-    assert (out / "compare" / "table.md").read_text().count("\n") == 9
+    budget = rows["selective_min_budget20"]  # greedy over all layers: the copies' MACs stay within 20 %
+    assert budget["harden_budget_pct"] == "20.0" and budget["harden_ratio"] == ""
+    assert 0 < float(budget["macs_overhead_pct"]) <= 20.0
+    assert (out / "compare" / "table.md").read_text().count("\n") == 10
     assert "full_tmr" in printed
     first = table_path.read_text()
     stamp = (out / "compare" / "full_tmr" / "inject" / "summary.json").stat().st_mtime_ns
