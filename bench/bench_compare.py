@@ -1,8 +1,10 @@
-"""Comparison benchmark on lenet/digits: every variant of examples/compare_lenet.yaml at more hardening ratios and
-with more faults; prints the table and checks the goal "selective hardening reaches >= 90 % of full TMR's
-critical-SDC reduction at <= 25 % of full TMR's LUT+DSP overhead" for every selective variant.
+"""Comparison benchmark on lenet/digits: every variant of examples/compare_lenet.yaml at more hardening ratios (or
+budgets) and with more faults; prints the table and checks the goal "selective hardening reaches >= 90 % of full
+TMR's critical-SDC reduction at <= 25 % of full TMR's LUT+DSP overhead" for every selective variant.
 
-Usage: .venv/bin/python bench/bench_compare.py [--ratios 0.1,0.2,0.3,0.5] [--faults 1000] [--out runs/bench_compare]
+Usage: .venv/bin/python bench/bench_compare.py [--config examples/compare_lenet.yaml] [--ratios 0.1,0.2,0.3,0.5]
+       [--budgets 5,10,20] [--faults 1000] [--out runs/bench_compare]
+e.g. --config examples/budget_tmr_lenet.yaml --ratios '' --budgets 5,10,20 (selective TMR under cost budgets).
 A rerun with the same arguments reuses the finished variants.
 """
 
@@ -43,7 +45,9 @@ def goal_check(rows: list[dict]) -> list[tuple[str, float, float, bool]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(EXAMPLE))
     parser.add_argument("--ratios", default="0.1,0.2,0.3,0.5")
+    parser.add_argument("--budgets", default="", help="hardening budgets in %% of the baseline's MACs")
     parser.add_argument("--faults", type=int, default=1000)
     parser.add_argument("--out", default="runs/bench_compare")
     args = parser.parse_args()
@@ -53,15 +57,19 @@ def main() -> int:
     from flow.compare import compare
     from flow.config import config_from_dict
 
-    plain = yaml.safe_load(EXAMPLE.read_text())
-    plain["compare"]["ratios"] = [float(r) for r in args.ratios.split(",")]
+    plain = yaml.safe_load(Path(args.config).read_text())
+    plain["compare"]["ratios"] = [float(r) for r in args.ratios.split(",") if r]
+    plain["compare"]["budgets"] = [float(b) for b in args.budgets.split(",") if b]
     plain["inject"]["count"] = args.faults
-    cfg = config_from_dict(plain, f"{EXAMPLE} (bench overrides)")
+    cfg = config_from_dict(plain, f"{args.config} (bench overrides)")
     start = time.perf_counter()
     rows = compare(cfg, Path(args.out))
     seconds = time.perf_counter() - start
-    print(f"lenet/digits, {args.faults} single bit flips in weights+biases per variant, 100 test images, "
-          f"ranking {cfg.rank.method}, board {cfg.board.name}, analytic estimate ({seconds:.0f} s)")  # fmt: skip
+    print(
+        f"{cfg.model.name}/{cfg.data.name}, {args.faults} single bit flips in weights+biases per variant, "
+        f"{cfg.inject.samples} test images, ranking {cfg.rank.method}, board {cfg.board.name}, "
+        f"analytic estimate ({seconds:.0f} s)"
+    )
     print("  ".join(f"{c:>18}" for c in SHOWN))
     for row in rows:
         print("  ".join(f"{row[c]!s:>18}" for c in SHOWN))
