@@ -113,12 +113,13 @@ def _layer_module(
     units = layer_units(layer)
     names: dict[tuple, str] = {}  # (unit key, input formats) -> its module
     modules: dict[str, UnitModule] = {}
+    unit_names = []  # each unit's module
     for unit in units:
         key = unit.key, formats[unit.inputs].tobytes()
         if key not in names:
             names[key] = f"{layer.name}_unit{len(names)}"
             modules[names[key]] = _unit_module(names[key], unit, formats[unit.inputs], directory)
-    unit_names = [names[u.key, formats[u.inputs].tobytes()] for u in units]
+        unit_names.append(names[key])
     out_port = _widest([modules[name].out for name in unit_names])
     body, outputs = [], []
     for j, (unit, name) in enumerate(zip(units, unit_names, strict=True)):
