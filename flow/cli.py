@@ -83,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--dest", help="destination directory (default: <out>/export)")
     export.set_defaults(func=_cmd_export)
 
+    check = sub.add_parser(
+        "check", parents=[common], help="what every step will do with each layer of a model, without converting"
+    )
+    check.add_argument("model", help="a saved QKeras model (.h5 or .keras)")
+    check.add_argument("--config", help="YAML run configuration for the hls4ml settings (default: the defaults)")
+    check.set_defaults(func=_cmd_check)
+
     steps = sub.add_parser("steps", parents=[common], help="list the pipeline steps")
     steps.set_defaults(func=_cmd_steps)
     boards = sub.add_parser("boards", parents=[common], help="list the known boards")
@@ -187,6 +194,24 @@ def _print_summary(config: str, out: Path, state) -> None:
         verdict = "yes" if verify["bit_exact"] else "NO"
         print(f"  bit-exact C-sim vs QKeras: {verdict} on {verify['n_samples']} test samples")
     print(f"  outputs: {out}/ (report: {out / 'verify' / 'report.json'})" if verify else f"  outputs: {out}/")
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from flow.check import check_model_file, format_checks
+    from flow.config import RunConfig, load_config
+
+    cfg = load_config(args.config) if args.config else RunConfig()
+    rows = check_model_file(args.model, cfg)
+    print(f"ftflow check: {args.model}")
+    for line in format_checks(rows):
+        print("  " + line)
+    bad = [row for row in rows if not row.supported]
+    if bad:
+        print(f"error: {len(bad)} layer(s) not supported: " + "; ".join(f"'{r.layer}' {r.problem}" for r in bad),
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print(f"  every layer is supported ({len(rows)} rows)")
+    return 0
 
 
 def _cmd_steps(args: argparse.Namespace) -> int:

@@ -14,6 +14,8 @@ from flow.boards import Board
 from flow.config import HlsConfig
 from flow.errors import FlowError
 
+PRECISION_REPORT = "precision_report.json"  # every layer's types and who set them, written with the project
+
 
 @dataclass(frozen=True)
 class HlsProject:
@@ -46,8 +48,10 @@ def hls_config(model, cfg: HlsConfig, input_frac_bits: int, trace: bool = False)
     import hls4ml
 
     from flow.hls_ext import register_correction
+    from flow.hls_precision import register_precision_pass
 
     register_correction()
+    register_precision_pass()
     config = hls4ml.utils.config_from_keras_model(
         model, granularity="name", backend=cfg.backend.value, default_precision=cfg.default_precision
     )
@@ -111,7 +115,9 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
     with open(output_dir.parent / f"{output_dir.name}.log", "a") as log_file, contextlib.redirect_stdout(log_file):
         graph.write()
     from flow.fi_bridge import append_bridge, array_table
+    from flow.hls_precision import precision_report
 
+    (output_dir / PRECISION_REPORT).write_text(json.dumps(precision_report(graph, config), indent=2))
     project = project_of(graph, cfg, output_dir)
     append_bridge(output_dir, cfg.project_name, array_table(graph), project.n_inputs, project.n_outputs)
     return graph, config

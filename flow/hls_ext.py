@@ -179,12 +179,12 @@ def register_correction() -> None:
         backend.register_source(HEADER)
         name = f"{backend_name.lower()}:{PASS_NAME}"
         backend.register_pass(name, precision_pass)
-        for optimizers in _flows_inferring_precision(get_flow, backend.get_default_flow()):
+        for optimizers in flows_inferring_precision(get_flow, backend.get_default_flow()):
             if name not in optimizers:  # before hls4ml's own inference, which would give it the default type
                 optimizers.insert(optimizers.index("infer_precision_types"), name)
 
 
-def _flows_inferring_precision(get_flow, flow_name: str) -> list[list]:
+def flows_inferring_precision(get_flow, flow_name: str) -> list[list]:
     """Optimizer lists of the flows (the given one and those it requires) that run infer_precision_types."""
     found, seen, pending = [], set(), [flow_name]
     while pending:

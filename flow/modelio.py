@@ -10,12 +10,14 @@ from flow.errors import FlowError
 SUPPORTED_LAYERS = {
     "InputLayer", "QConv2D", "QDense", "QActivation", "MaxPooling2D", "AveragePooling2D", "Flatten",
     "Add", "Concatenate", "Reshape", "Dropout", "ZeroPadding2D", "QConv2DBatchnorm", "QDenseBatchnorm",
-    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Correction",
+    "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Correction", "Activation", "BatchNormalization",
+    "QBatchNormalization",
 }  # fmt: skip
 UNQUANTIZED = {
-    "Conv2D": "QConv2D", "Dense": "QDense", "Activation": "QActivation", "ReLU": "QActivation",
-    "BatchNormalization": "QConv2DBatchnorm/QDenseBatchnorm (folded)", "DepthwiseConv2D": "QDepthwiseConv2D",
+    "Conv2D": "QConv2D", "Dense": "QDense", "ReLU": "QActivation", "DepthwiseConv2D": "QDepthwiseConv2D",
+    "SeparableConv2D": "QSeparableConv2D",
 }  # fmt: skip
+EXACT_FLOAT_ACTIVATIONS = ("relu", "linear")  # float activations whose fixed-point result is exact
 
 
 def custom_objects() -> dict:
@@ -50,24 +52,40 @@ def save_model(model, path: Path) -> Path:
 
 
 def check_model(model) -> None:
-    """Fail with the layer's name and type if it is unquantized or not convertible by this flow."""
+    """Fail with the first layer (name and type) that is unquantized or not convertible by this flow."""
+    problems = layer_problems(model)
+    if problems:
+        name, why = next(iter(problems.items()))
+        raise FlowError(f"layer '{name}' {why}")
+
+
+def layer_problems(model) -> dict[str, str]:
+    """Layer name -> why the flow cannot take it (its type, and what to use instead), for every such layer."""
+    problems = {}
     for layer in model.layers:
-        kind = type(layer).__name__
-        if kind in UNQUANTIZED:
-            raise FlowError(
-                f"layer '{layer.name}' ({kind}) is not quantized: use {UNQUANTIZED[kind]} so the FPGA arithmetic "
-                "is defined by the model"
-            )
-        if kind not in SUPPORTED_LAYERS:
-            raise FlowError(
-                f"layer '{layer.name}' ({kind}) is not supported; "
-                f"supported types: {', '.join(sorted(SUPPORTED_LAYERS))}"
-            )
-        for attr in ("kernel_quantizer", "bias_quantizer"):
-            if hasattr(layer, attr) and getattr(layer, attr) is None and _has_weight(layer, attr):
-                raise FlowError(f"layer '{layer.name}' ({kind}) has no {attr}: every weight must be quantized")
-        if kind == "QActivation" and getattr(layer, "quantizer", None) is None:
-            raise FlowError(f"layer '{layer.name}' (QActivation) has an unquantized activation")
+        problem = _layer_problem(layer)
+        if problem:
+            problems[layer.name] = problem
+    return problems
+
+
+def _layer_problem(layer) -> str | None:
+    kind = type(layer).__name__
+    if kind in UNQUANTIZED:
+        return f"({kind}) is not quantized: use {UNQUANTIZED[kind]} so the FPGA arithmetic is defined by the model"
+    if kind not in SUPPORTED_LAYERS:
+        return f"({kind}) is not supported; supported types: {', '.join(sorted(SUPPORTED_LAYERS))}"
+    for attr in ("kernel_quantizer", "bias_quantizer"):
+        if hasattr(layer, attr) and getattr(layer, attr) is None and _has_weight(layer, attr):
+            return f"({kind}) has no {attr}: every weight must be quantized"
+    if kind == "QActivation" and getattr(layer, "quantizer", None) is None:
+        return "(QActivation) has an unquantized activation"
+    if kind == "Activation" and layer.get_config().get("activation") not in EXACT_FLOAT_ACTIVATIONS:
+        return (
+            f"(Activation {layer.get_config().get('activation')!r}) is not quantized: only relu and linear are "
+            "exact in fixed point (a final softmax/sigmoid is stripped); use a QActivation"
+        )
+    return None
 
 
 def _has_weight(layer, attr: str) -> bool:

@@ -17,7 +17,7 @@ from flow.boards import resolve_board
 from flow.config import RunConfig, config_to_dict
 from flow.data import Dataset, fit_to_shape, load_dataset
 from flow.errors import FlowError, VerificationError
-from flow.hls import HlsProject
+from flow.hls import PRECISION_REPORT, HlsProject
 from flow.schema import closest
 from flow.state import RunState, read_manifest
 
@@ -54,30 +54,44 @@ def _dataset_for(model, cfg: RunConfig) -> Dataset:
 
 
 def step_load(state: RunState, cfg: RunConfig) -> RunState:
-    """Load the data and build the zoo model (or load the user's QKeras model); check it is convertible."""
+    """Load the data and build the zoo model (or load the user's QKeras model); normalize it (load/normalize.json)
+    and check it is convertible."""
     from flow.modelio import check_model, input_shape, load_model, save_model
+    from flow.normalize import check_normalization, normalize_model
     from flow.training import seed_everything
     from flow.zoo import build_model
 
     out = state.step_dir("load")
     if cfg.model.path:
-        model = load_model(cfg.model.path)
+        original = load_model(cfg.model.path)
+        normalized = normalize_model(original)
+        model = normalized.model
         check_model(model)
         ds = _dataset_for(model, cfg)
     else:
         raw = load_dataset(cfg.data, cfg.seed)
         shape = tuple(cfg.model.input_shape or raw.shape)
         seed_everything(cfg.seed)
-        model = build_model(cfg.model, shape, raw.classes)
+        original = build_model(cfg.model, shape, raw.classes)
+        normalized = normalize_model(original)
+        model = normalized.model
         check_model(model)
         ds = fit_to_shape(raw, input_shape(model), cfg.data.input_frac_bits)
+    report = {**normalized.summary(), "check": check_normalization(original, normalized, ds.x_test)}
+    (out / "normalize.json").write_text(json.dumps(report, indent=2))
+    if not report["check"]["bit_exact"]:
+        raise VerificationError(
+            f"normalizing '{original.name}' changed its outputs on {report['check']['n_samples_differing']} test "
+            f"samples (a bug: please report it with {out / 'normalize.json'})"
+        )
     (out / "data.json").write_text(json.dumps(ds.summary(), indent=2))
     state.record(model=save_model(model, out / "model.h5"), unhardened_model=None, ranking=None)
     summary = ds.summary()
     state = dataclasses.replace(state, model=model, data=ds, project=None)
     return state.with_summary(
-        "load", model=model.name, params=int(model.count_params()), **{k: summary[k] for k in summary if k != "name"}
-    )
+        "load", model=model.name, params=int(model.count_params()), normalized=len(normalized.actions),
+        **{k: summary[k] for k in summary if k != "name"},
+    )  # fmt: skip
 
 
 def step_train(state: RunState, cfg: RunConfig) -> RunState:
@@ -104,6 +118,7 @@ def step_convert(state: RunState, cfg: RunConfig) -> RunState:
     board = resolve_board(cfg.board)
     project, config = convert(state.model, cfg.hls, board, cfg.data.input_frac_bits, project_dir)
     (out / "hls_config.json").write_text(json.dumps(config, indent=2, default=str))
+    shutil.copyfile(project_dir / PRECISION_REPORT, out / PRECISION_REPORT)
     project.save(out / "project.json")
     state.record(project=out / "project.json")
     state = dataclasses.replace(state, project=project)
@@ -115,6 +130,7 @@ def step_convert(state: RunState, cfg: RunConfig) -> RunState:
 def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     """Compare C-sim and QKeras logits on the test set; trace layers on a mismatch; write verify/report.json."""
     from flow.csim import CSimLibrary
+    from flow.hls_precision import inexact_layers
     from flow.training import logits
     from flow.verify import compare_logits, first_mismatch, trace_layers
 
@@ -128,6 +144,9 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     np.save(out / "logits_keras.npy", keras_logits)
     np.save(out / "logits_csim.npy", csim_logits)
     report = {**compare_logits(keras_logits, csim_logits, y), "backend": project.backend, "io_type": project.io_type}
+    precisions = project.directory / PRECISION_REPORT
+    if precisions.is_file():  # where ftflow's types cannot be exact (e.g. a float BatchNormalization)
+        report["inexact_layers"] = inexact_layers(json.loads(precisions.read_text()))
     if "unhardened_model" in read_manifest(state.out):  # a hardened model: with no fault = the unhardened one
         from flow.modelio import load_model
 
@@ -144,10 +163,15 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     if not report["bit_exact"] and cfg.verify.require_bit_exact:
         raise VerificationError(
             f"C-sim differs from QKeras on {report['n_samples_differing']}/{n} samples "
-            f"(max |diff| {report['max_abs_diff']:g}), first at layer '{report.get('first_mismatch_layer')}'; "
-            f"see {out / 'report.json'}"
+            f"(max |diff| {report['max_abs_diff']:g}), first at layer '{report.get('first_mismatch_layer')}'"
+            f"{_inexact_note(report)}; see {out / 'report.json'}"
         )
     return state
+
+
+def _inexact_note(report: dict) -> str:
+    layers = report.get("inexact_layers") or []
+    return "".join(f" ({row['layer']}.{row['type']}: {row['reason']})" for row in layers[:3])
 
 
 def step_rank(state: RunState, cfg: RunConfig) -> RunState:

@@ -1,0 +1,173 @@
+"""Exact precisions for the layers whose types QKeras does not fix: an hls4ml optimizer pass and its report.
+
+hls4ml infers exact types for Dense/Conv accumulators, Add and Concatenate, but gives a float ``relu``
+Activation, a global pooling and BatchNormalization's scale/bias its default precision, and an average pooling
+the input's type for its result (the average's extra fractional bits are dropped). The pass below sets, before
+hls4ml's own inference, a type that represents the exact result where one exists:
+
+- float ``relu`` / ``linear`` Activation: the input's type (relu of a fixed-point value is representable in it);
+- average pooling over N values (N a power of two): accumulator = input + log2 N integer and fractional bits,
+  result = input + log2 N fractional bits; otherwise the same widths and the layer is reported inexact;
+- max pooling (also global): the input's type;
+- BatchNormalization: scale and bias as fixed types wide enough for their float32 values (inexact: QKeras
+  computes the normalization in float32, hls4ml in fixed point; they agree unless a value lies within the
+  rounding error of the next quantizer's step).
+
+Every type the pass sets is recorded on the node (``ftflow_precisions``) and written by ``precision_report``.
+``register_precision_pass()`` is idempotent and runs nothing at import.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PASS_NAME = "ftflow_exact_precision"
+BACKENDS = ("Vivado", "Vitis")
+ATTR = "ftflow_precisions"
+BN_FRAC_BITS = 24  # fractional bits of BatchNormalization scale/bias (float32 has a 24-bit significand)
+
+
+def _fixed(width: int, integer: int, signed: bool):
+    from hls4ml.model.types import FixedPrecisionType
+
+    return FixedPrecisionType(width=width, integer=integer, signed=signed)
+
+
+def _is_fixed(precision) -> bool:
+    from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+
+    return isinstance(precision, FixedPrecisionType | IntegerPrecisionType)
+
+
+def _unspecified(precision) -> bool:
+    from hls4ml.model.types import UnspecifiedPrecisionType
+
+    return isinstance(precision, UnspecifiedPrecisionType)
+
+
+def _record(node, type_name: str, precision, reason: str, exact: bool = True) -> None:
+    node.types[type_name].name = f"{node.name}_{type_name}"
+    node.types[type_name].precision = precision
+    records = dict(node.get_attr(ATTR) or {})
+    records[type_name] = {"precision": str(precision), "reason": reason, "exact": exact}
+    node.set_attr(ATTR, records)
+
+
+def _average_types(node, inp, n: int) -> None:
+    extra = max(0, math.ceil(math.log2(n)))
+    exact = n == 1 << extra
+    why = f"average of {n} values" + ("" if exact else f" ({n} is not a power of two: the division rounds)")
+    if "accum_t" in node.types and _unspecified(node.types["accum_t"].precision):
+        accum = _fixed(inp.width + 2 * extra, inp.integer + extra, inp.signed)
+        _record(node, "accum_t", accum, f"{why}: sum with log2 N more integer and fractional bits", exact)
+    _record(node, "result_t", _fixed(inp.width + extra, inp.integer, inp.signed), f"{why}: log2 N more bits", exact)
+
+
+def _bn_types(node) -> None:
+    for name in ("scale", "bias"):
+        type_name = f"{name}_t"
+        if not _unspecified(node.types[type_name].precision):
+            continue
+        data = np.asarray(node.weights[name].data, dtype=np.float64)
+        top = float(np.max(np.abs(data))) if data.size else 0.0
+        integer = max(1, math.floor(math.log2(top)) + 2) if top > 0 else 1
+        precision = _fixed(integer + BN_FRAC_BITS, integer, True)
+        _record(node, type_name, precision, "float32 BatchNormalization parameter (fixed-point approximation)", False)
+        node.weights[name].update_precision(precision)
+
+
+def _pass_class():
+    from hls4ml.model.layers import Activation, BatchNormalization, GlobalPooling2D, Pooling2D
+    from hls4ml.model.optimizer import OptimizerPass
+
+    class ExactPrecision(OptimizerPass):
+        """Exact result types for split-off float activations, pooling and BatchNormalization (see module)."""
+
+        def match(self, node):
+            if isinstance(node, BatchNormalization):
+                return any(_unspecified(node.types[t].precision) for t in ("scale_t", "bias_t"))
+            if not isinstance(node, Activation | Pooling2D | GlobalPooling2D):
+                return False
+            if isinstance(node, Activation) and node.get_attr("activation") not in ("relu", "linear"):
+                return False
+            inp = node.get_input_variable()
+            return (
+                inp is not None
+                and _is_fixed(inp.type.precision)
+                and "result_t" in node.types
+                and _unspecified(node.types["result_t"].precision)
+            )
+
+        def transform(self, model, node):
+            if isinstance(node, BatchNormalization):
+                _bn_types(node)
+                return False
+            inp = node.get_input_variable().type.precision
+            if isinstance(node, Activation):
+                _record(node, "result_t", inp, f"{node.get_attr('activation')} of the input: its type is exact")
+            elif node.get_attr("pool_op") == "Average":
+                area = (
+                    node.get_attr("in_height") * node.get_attr("in_width")
+                    if isinstance(node, GlobalPooling2D)
+                    else node.get_attr("pool_height") * node.get_attr("pool_width")
+                )
+                _average_types(node, inp, int(area))
+            else:
+                for type_name in ("accum_t", "result_t"):
+                    if type_name in node.types and _unspecified(node.types[type_name].precision):
+                        _record(node, type_name, inp, "maximum of input values: the input's type is exact")
+            return True
+
+    return ExactPrecision
+
+
+def register_precision_pass() -> None:
+    """Register the pass with the Vivado and Vitis backends, before hls4ml's own precision inference."""
+    import hls4ml
+    from hls4ml.model.flow import get_flow
+    from hls4ml.model.optimizer import get_available_passes
+
+    from flow.hls_ext import flows_inferring_precision
+
+    for backend_name in BACKENDS:
+        backend = hls4ml.backends.get_backend(backend_name)
+        name = f"{backend_name.lower()}:{PASS_NAME}"
+        if name not in get_available_passes():
+            backend.register_pass(name, _pass_class())
+        for optimizers in flows_inferring_precision(get_flow, backend.get_default_flow()):
+            if name not in optimizers:
+                optimizers.insert(optimizers.index("infer_precision_types"), name)
+
+
+def precision_report(graph, config: dict) -> list[dict]:
+    """Per hls4ml layer: every type with its precision and who chose it (quantizer/config, hls4ml, ftflow)."""
+    layer_config = config.get("LayerName", {})
+    rows = []
+    for node in graph.get_layers():
+        ours = node.get_attr(ATTR) or {}
+        asked = layer_config.get(node.name, {}).get("Precision", {})
+        asked = asked if isinstance(asked, dict) else {"default": asked}
+        types = {}
+        for type_name, named in node.types.items():
+            key = type_name.removesuffix("_t")
+            if type_name in ours:
+                types[type_name] = {"set_by": "ftflow", **ours[type_name]}
+                continue
+            source = "config" if asked.get(key, "auto") != "auto" else "hls4ml"
+            if node.name not in layer_config:
+                source = "hls4ml (inserted layer)"
+            types[type_name] = {"precision": str(named.precision), "set_by": source}
+        rows.append({"layer": node.name, "class": node.class_name, "types": types})
+    return rows
+
+
+def inexact_layers(report: list[dict]) -> list[dict]:
+    """The layers whose ftflow-set types cannot be exact, with the reason."""
+    return [
+        {"layer": row["layer"], "type": name, "reason": t["reason"]}
+        for row in report
+        for name, t in row["types"].items()
+        if t.get("set_by") == "ftflow" and not t.get("exact", True)
+    ]

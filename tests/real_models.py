@@ -1,0 +1,123 @@
+"""QKeras models written the way hls4ml and QKeras users write them (softmax heads, built-in activations,
+BatchNormalization, Dropout, average/global pooling, strided and 'same' convs, concatenated branches).
+
+Each builder returns an untrained Keras model for 8x8x1 inputs and 10 classes; tests train them briefly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import tensorflow as tf
+from qkeras import QActivation, QBatchNormalization, QConv2D, QDense, quantized_bits, quantized_relu
+
+layers = tf.keras.layers
+
+
+def _q(bits: int = 6, integer: int = 0):
+    return quantized_bits(bits, integer, alpha=1)
+
+
+def hls4ml_cnn() -> tf.keras.Model:
+    """hls4ml's example QKeras CNN style: built-in quantized relu in every layer, a Dense head with softmax."""
+    inp = layers.Input((8, 8, 1), name="input_1")
+    x = QConv2D(4, (3, 3), kernel_quantizer=_q(), bias_quantizer=_q(), activation=quantized_relu(6), name="conv_0")(inp)
+    x = layers.MaxPooling2D((2, 2), name="pool_0")(x)
+    x = QConv2D(8, (3, 3), kernel_quantizer=_q(), bias_quantizer=_q(), activation="quantized_relu(6)", name="conv_1")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = QDense(16, kernel_quantizer=_q(), bias_quantizer=_q(), activation=quantized_relu(6), name="dense_0")(x)
+    x = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="output_dense")(x)
+    out = layers.Activation("softmax", name="output_softmax")(x)
+    return tf.keras.Model(inp, out, name="hls4ml_cnn")
+
+
+def float_relu_cnn() -> tf.keras.Model:
+    """QConv2D/QDense with Keras' float 'relu' built in, and a softmax built into the last QDense."""
+    inp = layers.Input((8, 8, 1))
+    x = QConv2D(4, 3, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), activation="relu", name="c1")(inp)
+    x = layers.MaxPooling2D(2)(x)
+    x = layers.Flatten()(x)
+    out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), activation="softmax", name="head")(x)
+    return tf.keras.Model(inp, out, name="float_relu_cnn")
+
+
+def batchnorm_cnn() -> tf.keras.Model:
+    """Conv (no bias) + BatchNormalization + QActivation, Dropout before the head, softmax output."""
+    inp = layers.Input((8, 8, 1))
+    x = QConv2D(4, 3, use_bias=False, kernel_quantizer=_q(), name="conv1")(inp)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = QActivation(quantized_relu(6, 2), name="relu1")(x)
+    x = layers.MaxPooling2D(2, name="pool1")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.25, name="drop")(x)
+    x = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
+    out = layers.Activation("softmax", name="softmax")(x)
+    return tf.keras.Model(inp, out, name="batchnorm_cnn")
+
+
+def qbatchnorm_cnn() -> tf.keras.Model:
+    """QConv2D + QBatchNormalization (quantized scale/offset) + QActivation."""
+    inp = layers.Input((8, 8, 1))
+    x = QConv2D(4, 3, kernel_quantizer=_q(), bias_quantizer=_q(), name="conv1")(inp)
+    x = QBatchNormalization(
+        gamma_quantizer=_q(8, 3), beta_quantizer=_q(8, 3), mean_quantizer=_q(8, 3), variance_quantizer=_q(8, 3),
+        name="qbn1",
+    )(x)  # fmt: skip
+    x = QActivation("quantized_relu(6,2)", name="relu1")(x)
+    x = layers.Flatten()(x)
+    out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
+    return tf.keras.Model(inp, out, name="qbatchnorm_cnn")
+
+
+def pooling_cnn() -> tf.keras.Model:
+    """Strided 'same' conv, AveragePooling2D, a valid conv and GlobalAveragePooling2D."""
+    inp = layers.Input((8, 8, 1))
+    x = QConv2D(4, 3, strides=1, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="c1")(inp)
+    x = QActivation(quantized_relu(6, 2), name="r1")(x)
+    x = layers.AveragePooling2D(2, name="avg")(x)
+    x = QConv2D(8, 3, strides=1, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="c2")(x)
+    x = QActivation(quantized_relu(6, 2), name="r2")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
+    return tf.keras.Model(inp, out, name="pooling_cnn")
+
+
+def strided_cnn() -> tf.keras.Model:
+    """ZeroPadding2D, a strided valid conv, GlobalMaxPooling2D."""
+    inp = layers.Input((8, 8, 1))
+    x = layers.ZeroPadding2D(1, name="pad")(inp)
+    x = QConv2D(8, 3, strides=2, kernel_quantizer=_q(), bias_quantizer=_q(), name="c1")(x)
+    x = QActivation(quantized_relu(6, 2), name="r1")(x)
+    x = layers.GlobalMaxPooling2D(name="gmp")(x)
+    out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
+    return tf.keras.Model(inp, out, name="strided_cnn")
+
+
+def concat_cnn() -> tf.keras.Model:
+    """Two branches of different precisions concatenated, and a residual Add of different precisions."""
+    inp = layers.Input((8, 8, 1))
+    a = QActivation(quantized_relu(6, 2), name="ra")(
+        QConv2D(4, 3, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="ca")(inp)
+    )
+    b = QActivation(quantized_relu(4, 1), name="rb")(
+        QConv2D(4, 1, kernel_quantizer=_q(4), bias_quantizer=_q(4), name="cb")(inp)
+    )
+    x = layers.Concatenate(name="cat")([a, b])
+    y = QActivation(quantized_relu(8, 3), name="rc")(
+        QConv2D(8, 3, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="cc")(x)
+    )
+    x = layers.Add(name="add")([x, y])
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Flatten(name="flat")(x)
+    out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
+    return tf.keras.Model(inp, out, name="concat_cnn")
+
+
+REAL_MODELS: dict[str, Callable[[], tf.keras.Model]] = {
+    "hls4ml_cnn": hls4ml_cnn,
+    "float_relu_cnn": float_relu_cnn,
+    "batchnorm_cnn": batchnorm_cnn,
+    "qbatchnorm_cnn": qbatchnorm_cnn,
+    "pooling_cnn": pooling_cnn,
+    "strided_cnn": strided_cnn,
+    "concat_cnn": concat_cnn,
+}
