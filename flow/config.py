@@ -72,7 +72,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     name: ZooName | None = ZooName.LENET  # zoo architecture (ignored when path is given)
-    path: str | None = None  # a saved QKeras model (.h5 / .keras) to use instead of the zoo
+    path: str | None = None  # a saved QKeras model (.h5 / .keras / SavedModel directory) instead of the zoo
+    json: str | None = None  # or hls4ml's pair: the architecture JSON (model.to_json()) ...
+    weights: str | None = None  # ... and its weights (.h5 from model.save_weights)
     input_shape: tuple[int, ...] | None = None  # H, W, C; null = the data's shape
     filters: tuple[int, ...] | None = None  # conv filters per conv layer; null = the zoo default
     dense_units: int = field(default=16, metadata=rng(1, 4096))  # hidden dense width (lenet)
@@ -355,8 +357,12 @@ class RunConfig:
     report: ReportConfig = field(default_factory=ReportConfig)
 
     def __post_init__(self) -> None:
-        if self.model.path is None and self.model.name is None:
+        if self.model.path is None and self.model.name is None and self.model.json is None:
             raise FlowError("model: give either 'name' (a zoo model) or 'path' (a saved QKeras model)")
+        if (self.model.json is None) != (self.model.weights is None):
+            raise FlowError("model: 'json' and 'weights' go together (hls4ml's architecture + weights pair)")
+        if self.model.json is not None and self.model.path is not None:
+            raise FlowError("model: give 'path' or 'json' + 'weights', not both")
         if self.board.name is not None and self.board.part is not None:
             raise FlowError("board: give 'name' (a file in boards/) or 'part' (a raw FPGA part), not both")
         if self.data.name == DataName.NPZ and not self.data.path:

@@ -32,16 +32,33 @@ def custom_objects() -> dict:
 
 
 def load_model(path: str | Path):
-    """Load a saved QKeras model (.h5 or .keras) with QKeras custom objects."""
-    import tensorflow as tf
+    """Load a saved QKeras model (.h5, .keras or a SavedModel directory) with QKeras custom objects, after
+    checking its stored architecture (flow/model_files.py)."""
+    from flow.model_files import load_checked
 
     path = Path(path)
     if not path.exists():
         raise FlowError(f"model.path: file not found: {path}")
     try:
-        return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)
+        return load_checked(path, custom_objects())
+    except FlowError:
+        raise
     except Exception as exc:  # keras raises many types for unreadable files
         raise FlowError(f"{path}: cannot load as a QKeras model ({' '.join(str(exc).split())[:300]})") from None
+
+
+def load_user_model(cfg):
+    """The model a ModelConfig names: ``path`` (a file or SavedModel directory) or hls4ml's ``json`` + ``weights``."""
+    from flow.model_files import load_json_weights
+
+    if cfg.path:
+        return load_model(cfg.path)
+    try:
+        return load_json_weights(Path(cfg.json), Path(cfg.weights), custom_objects())
+    except FlowError:
+        raise
+    except Exception as exc:
+        raise FlowError(f"{cfg.json}: cannot load as a QKeras model ({' '.join(str(exc).split())[:300]})") from None
 
 
 def save_model(model, path: Path) -> Path:

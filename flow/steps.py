@@ -56,14 +56,14 @@ def _dataset_for(model, cfg: RunConfig) -> Dataset:
 def step_load(state: RunState, cfg: RunConfig) -> RunState:
     """Load the data and build the zoo model (or load the user's QKeras model); normalize it (load/normalize.json)
     and check it is convertible."""
-    from flow.modelio import check_model, input_shape, load_model, save_model
+    from flow.modelio import check_model, input_shape, load_user_model, save_model
     from flow.normalize import check_normalization, normalize_model
     from flow.training import seed_everything
     from flow.zoo import build_model
 
     out = state.step_dir("load")
-    if cfg.model.path:
-        original = load_model(cfg.model.path)
+    if cfg.model.path or cfg.model.json:
+        original = load_user_model(cfg.model)
         normalized = normalize_model(original)
         model = normalized.model
         check_model(model)
