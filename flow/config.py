@@ -25,6 +25,7 @@ class ZooName(enum.StrEnum):
     LENET = "lenet"
     VGG_TINY = "vgg_tiny"
     RESNET_TINY = "resnet_tiny"
+    MLP = "mlp"
 
 
 class Optimizer(enum.StrEnum):
@@ -64,7 +65,7 @@ class DataConfig:
     n_train: int | None = field(default=None, metadata=rng(1))  # keep at most this many training samples
     n_test: int | None = field(default=None, metadata=rng(1))  # keep at most this many test samples
     input_frac_bits: int = field(default=8, metadata=rng(1, 16))  # inputs rounded to multiples of 2^-bits
-    shape: tuple[int, ...] = (16, 16, 1)  # synthetic only: image shape H, W, C
+    shape: tuple[int, ...] = (16, 16, 1)  # synthetic only: sample shape, [F] features or [H, W, C] images
     classes: int = field(default=10, metadata=rng(2, 1000))  # synthetic only: number of classes
     samples: int = field(default=1000, metadata=rng(10))  # synthetic only: total number of samples
 
@@ -75,9 +76,11 @@ class ModelConfig:
     path: str | None = None  # a saved QKeras model (.h5 / .keras / SavedModel directory) instead of the zoo
     json: str | None = None  # or hls4ml's pair: the architecture JSON (model.to_json()) ...
     weights: str | None = None  # ... and its weights (.h5 from model.save_weights)
-    input_shape: tuple[int, ...] | None = None  # H, W, C; null = the data's shape
+    input_shape: tuple[int, ...] | None = None  # H, W, C (or F for a flat input); null = the data's shape
     filters: tuple[int, ...] | None = None  # conv filters per conv layer; null = the zoo default
     dense_units: int = field(default=16, metadata=rng(1, 4096))  # hidden dense width (lenet)
+    # mlp only: width of each hidden QDense layer (fc1, fc2, ...; one or more); null = 64, 32, 32 (jet tagging)
+    hidden_units: tuple[int, ...] | None = field(default=None, metadata=rng(1, 4096))
     weight_bits: int = field(default=6, metadata=rng(2, 16))  # weight and bias width (quantized_bits)
     weight_int_bits: int = field(default=0, metadata=rng(0, 8))  # integer bits of weights (besides sign)
     act_bits: int = field(default=6, metadata=rng(2, 16))  # activation width (quantized_relu)
@@ -110,6 +113,9 @@ class HlsConfig:
     project_name: str = "myproject"
     csim_opt: OptLevel = OptLevel.O3  # g++ optimisation of the C-sim library (O1 compiles ~40 % faster)
     layers: dict[str, LayerOverride] = field(default_factory=dict)  # per-layer overrides by layer name
+    # also write convert/hls_project_ip: the project with the softmax/sigmoid head that load stripped, for export
+    # (campaigns and verify always use the logits)
+    keep_softmax: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,10 @@
-"""Data sources. Every source yields images in [0, 1] (N, H, W, C), rounded to the input grid 2^-input_frac_bits,
-so the hls4ml input type represents them exactly and C-sim can be compared bit for bit."""
+"""Data sources. Every source yields samples in [0, 1]: images (N, H, W, C) or flat feature vectors (N, F), rounded
+to the input grid 2^-input_frac_bits, so the hls4ml input type ufixed<input_frac_bits+1, 1> represents them exactly
+and C-sim can be compared bit for bit.
+
+Features must be scaled to [0, 1] by the user (e.g. min-max over the training set) before they are saved for the
+``npz`` source: float arrays with values outside [0, 1] are refused, uint8 arrays are divided by 255. Every source
+is deterministic from the seed."""
 
 from __future__ import annotations
 
@@ -78,15 +83,41 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
 
 
 def fit_to_shape(ds: Dataset, shape: tuple[int, ...], frac_bits: int) -> Dataset:
-    """Adapt images to a model input shape: resize H, W (bilinear) and map 1 <-> 3 channels; else a clear error."""
-    if tuple(shape) == ds.shape:
+    """Adapt the data to a model input shape, or fail with one clear error naming both shapes.
+
+    A flat model input (F,) takes any data whose samples hold exactly F values (images are flattened row-major,
+    as Keras' Flatten does); an image input (H, W, C) takes images, resized (bilinear) and mapped 1 <-> 3
+    channels."""
+    shape = tuple(int(d) for d in shape)
+    if shape == ds.shape:
         return ds
+    if len(shape) == 1:
+        if int(np.prod(ds.shape)) != shape[0]:
+            raise FlowError(
+                f"data/model shape mismatch: data '{ds.name}' has samples of shape {ds.shape} "
+                f"({int(np.prod(ds.shape))} values), the model takes {shape[0]} flat features {shape}"
+            )
+
+        def flatten(x: np.ndarray) -> np.ndarray:
+            return x.reshape(len(x), -1)
+
+        return dataclasses.replace(
+            ds, x_train=flatten(ds.x_train), x_val=flatten(ds.x_val), x_test=flatten(ds.x_test)
+        )  # values unchanged: still on the input grid
     if len(shape) != 3:
-        raise FlowError(f"model input shape {tuple(shape)} is not an image shape (H, W, C)")
+        raise FlowError(
+            f"model input shape {shape} is neither flat features (F,) nor an image shape (H, W, C) "
+            f"(data '{ds.name}' has samples of shape {ds.shape})"
+        )
+    if len(ds.shape) != 3:
+        raise FlowError(
+            f"data/model shape mismatch: data '{ds.name}' has samples of shape {ds.shape}, the model takes images "
+            f"{shape}; give a model with a flat input of {int(np.prod(ds.shape))} features, or image data"
+        )
     (h, w, c), (_, _, dc) = shape, ds.shape
     if dc != c and not (dc == 1 and c == 3) and not (dc == 3 and c == 1):
         raise FlowError(
-            f"data/model shape mismatch: data '{ds.name}' has images {ds.shape}, the model takes {tuple(shape)}; "
+            f"data/model shape mismatch: data '{ds.name}' has images {ds.shape}, the model takes {shape}; "
             "channels can only be mapped 1 -> 3 or 3 -> 1"
         )
 
@@ -120,6 +151,7 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tup
 
 
 def _digits(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
+    """scikit-learn's 8x8 digits as (N, 8, 8, 1) images; fit_to_shape flattens them for a model taking 64 features."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -128,9 +160,10 @@ def _digits(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
 
 
 def _synthetic(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
-    """Learnable generated images: one random template per class plus noise."""
-    if len(cfg.shape) != 3 or min(cfg.shape) < 1:
-        raise FlowError(f"data.shape: got {list(cfg.shape)}, expected [H, W, C] with positive sizes")
+    """Learnable generated samples of shape ``data.shape`` ([F] features, [H, W, C] images, or any other shape):
+    one random template per class plus noise, in [0, 1]."""
+    if len(cfg.shape) == 0 or min(cfg.shape) < 1:
+        raise FlowError(f"data.shape: got {list(cfg.shape)}, expected [F] or [H, W, C] with positive sizes")
     rng = np.random.default_rng(seed)
     templates = rng.uniform(0.0, 1.0, size=(cfg.classes, *cfg.shape))
     y = np.arange(cfg.samples) % cfg.classes
@@ -154,18 +187,25 @@ def _npz(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
             arrays = {k: f[k] for k in NPZ_KEYS}
     except (OSError, ValueError) as exc:
         raise FlowError(f"{path}: not a readable .npz file ({exc})") from None
-    xs = [_npz_images(arrays[k], path, k) for k in ("x_train", "x_test")]
+    xs = [_npz_samples(arrays[k], path, k) for k in ("x_train", "x_test")]
     ys = [_npz_labels(arrays[k], path, k, len(x)) for k, x in zip(("y_train", "y_test"), xs, strict=True)]
     if xs[0].shape[1:] != xs[1].shape[1:]:
-        raise FlowError(f"{path}: x_train images {xs[0].shape[1:]} and x_test images {xs[1].shape[1:]} differ")
+        raise FlowError(
+            f"{path}: x_train samples have shape {xs[0].shape[1:]}, x_test samples {xs[1].shape[1:]}; they must match"
+        )
     return xs[0], ys[0], xs[1], ys[1]
 
 
-def _npz_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+def _npz_samples(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """(N, F) feature vectors, or (N, H, W) / (N, H, W, C) images (as (N, H, W, C)); uint8 or float in [0, 1]."""
+    given = x.shape
     if x.ndim == 3:
         x = x[..., None]
-    if x.ndim != 4 or len(x) == 0:
-        raise FlowError(f"{path}: '{key}' has shape {x.shape}; expected (N, H, W) or (N, H, W, C) with N > 0")
+    if x.ndim not in (2, 4) or len(x) == 0 or 0 in x.shape:
+        raise FlowError(
+            f"{path}: '{key}' has shape {given}; expected (N, F) features or (N, H, W) / (N, H, W, C) images "
+            "with N > 0 and positive sizes"
+        )
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     if not np.issubdtype(x.dtype, np.floating):

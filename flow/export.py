@@ -21,7 +21,8 @@ def available_projects(out: Path) -> dict[str, Path]:
     projects = {}
     runs = [("run", Path(out))] + [(d.name, d) for d in sorted((Path(out) / "compare").glob("*")) if d.is_dir()]
     for name, directory in runs:
-        rel = read_manifest(directory).get("project")
+        manifest = read_manifest(directory)
+        rel = manifest.get("ip_project") or manifest.get("project")  # with hls.keep_softmax: the softmax head
         if rel and (directory / rel).is_file():
             projects[name] = Path(json.loads((directory / rel).read_text())["directory"])
     return projects

@@ -123,6 +123,20 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
     return graph, config
 
 
+def write_ip_project(model, activation: str, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path):
+    """Write (not compile) the project of ``model`` with the output ``activation`` (softmax/sigmoid) appended: the
+    IP users deploy when their model ends in one (hls4ml computes it with lookup tables, not bit-exact)."""
+    import tensorflow as tf
+
+    head = tf.keras.layers.Activation(activation, name=f"{model.name}_{activation}")(model.output)
+    with_head = tf.keras.Model(model.inputs, head, name=model.name)
+    graph, _ = build_graph(with_head, cfg, board, input_frac_bits, output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir.parent / f"{output_dir.name}.log", "a") as log_file, contextlib.redirect_stdout(log_file):
+        graph.write()
+    return project_of(graph, cfg, output_dir)
+
+
 def compile_project(project: HlsProject, opt_level: str = "O3") -> Path:
     """Build the C-simulation library with the project's own build_lib.sh at ``-<opt_level>``; returns the .so."""
     script = project.directory / "build_lib.sh"

@@ -120,11 +120,26 @@ def step_convert(state: RunState, cfg: RunConfig) -> RunState:
     (out / "hls_config.json").write_text(json.dumps(config, indent=2, default=str))
     shutil.copyfile(project_dir / PRECISION_REPORT, out / PRECISION_REPORT)
     project.save(out / "project.json")
-    state.record(project=out / "project.json")
+    state.record(project=out / "project.json", ip_project=_ip_project(state, cfg, board, out))
     state = dataclasses.replace(state, project=project)
     return state.with_summary(
         "convert", backend=project.backend, io_type=project.io_type, part=board.part, project=str(project_dir)
     )
+
+
+def _ip_project(state: RunState, cfg: RunConfig, board, out: Path) -> Path | None:
+    """With hls.keep_softmax, the project with the output activation load stripped (None when there is none)."""
+    from flow.hls import write_ip_project
+
+    normalize = state.out / "load" / "normalize.json"
+    activation = json.loads(normalize.read_text()).get("output_activation") if normalize.is_file() else None
+    ip_dir = out / "hls_project_ip"
+    shutil.rmtree(ip_dir, ignore_errors=True)
+    if not cfg.hls.keep_softmax or activation is None:
+        return None
+    project = write_ip_project(state.model, activation, cfg.hls, board, cfg.data.input_frac_bits, ip_dir)
+    project.save(out / "project_ip.json")
+    return out / "project_ip.json"
 
 
 def step_verify(state: RunState, cfg: RunConfig) -> RunState:

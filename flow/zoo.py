@@ -1,4 +1,5 @@
-"""Model zoo: small QKeras CNNs with linear logits (no softmax), every weight, bias and activation quantized.
+"""Model zoo: small QKeras CNNs and an MLP with linear logits (no softmax), every weight, bias and activation
+quantized.
 
 Weights and biases use ``quantized_bits(weight_bits, weight_int_bits, alpha=1)`` (hls4ml: ap_fixed<bits, int+1>),
 activations ``quantized_relu(act_bits, act_int_bits)`` (ap_ufixed<bits, int, AP_RND_CONV, AP_SAT>). No BatchNorm,
@@ -12,12 +13,31 @@ from collections.abc import Callable
 from flow.config import ModelConfig, ZooName
 
 DEFAULT_FILTERS = {ZooName.LENET: (4, 8), ZooName.VGG_TINY: (8, 16, 16), ZooName.RESNET_TINY: (4, 4, 4)}
+DEFAULT_HIDDEN_UNITS = (64, 32, 32)  # mlp: hls4ml's jet-tagging model (16 features -> 64 -> 32 -> 32 -> 5)
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], classes: int):
-    """Build the zoo model ``cfg.name`` for images of ``input_shape`` and ``classes`` logits."""
+    """Build the zoo model ``cfg.name`` for samples of ``input_shape`` (images (H, W, C); the mlp also takes flat
+    features (F,)) and ``classes`` logits."""
     from flow.errors import FlowError
 
+    if cfg.name is ZooName.MLP:
+        if cfg.filters is not None:
+            raise FlowError("model.filters: mlp has no conv layers; set its hidden widths with model.hidden_units")
+        units = DEFAULT_HIDDEN_UNITS if cfg.hidden_units is None else tuple(cfg.hidden_units)
+        if not units or any(u < 1 for u in units):
+            raise FlowError(f"model.hidden_units: one or more widths >= 1, got {list(units)}")
+        return _mlp(_Blocks(cfg), tuple(input_shape), classes, units)
+    if cfg.hidden_units is not None:
+        raise FlowError(
+            f"model.hidden_units: only for mlp; {cfg.name.value} takes model.filters"
+            + (" and model.dense_units" if cfg.name is ZooName.LENET else "")
+        )
+    if len(input_shape) != 3:
+        raise FlowError(
+            f"model '{cfg.name.value}': input {tuple(input_shape)} is not an image shape (H, W, C); "
+            "for flat features use model.name: mlp"
+        )
     filters = cfg.filters or DEFAULT_FILTERS[cfg.name]
     need = len(DEFAULT_FILTERS[cfg.name])
     if len(filters) != need:
@@ -111,3 +131,15 @@ def _resnet_tiny(b: _Blocks, input_shape, classes, filters):
     x = b.relu(layers.Add(name="add")([stem, y]), "relu3")
     x = layers.Flatten(name="flatten")(layers.MaxPooling2D(4, name="pool")(x))
     return tf.keras.Model(inp, b.dense(x, classes, "logits"), name="resnet_tiny")
+
+
+def _mlp(b: _Blocks, input_shape, classes, units):
+    """hls4ml jet-tagging style: [Flatten,] (dense-relu) per hidden width, dense logits."""
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    inp = layers.Input(input_shape, name="features" if len(input_shape) == 1 else "image")
+    x = inp if len(input_shape) == 1 else layers.Flatten(name="flatten")(inp)
+    for i, width in enumerate(units, start=1):
+        x = b.relu(b.dense(x, width, f"fc{i}"), f"relu{i}")
+    return tf.keras.Model(inp, b.dense(x, classes, "logits"), name="mlp")

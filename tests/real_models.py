@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 from qkeras import QActivation, QBatchNormalization, QConv2D, QDense, quantized_bits, quantized_relu
 
@@ -121,3 +122,22 @@ REAL_MODELS: dict[str, Callable[[], tf.keras.Model]] = {
     "strided_cnn": strided_cnn,
     "concat_cnn": concat_cnn,
 }
+
+
+def digits_images(n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """The first n scikit-learn digits as 8x8x1 images on the 2^-8 input grid, and their labels."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (np.round(d.images[:n] / 16 * 256) / 256).astype(np.float32)[..., None], d.target[:n]
+
+
+def trained(name: str, epochs: int = 2) -> tf.keras.Model:
+    """A real-style model trained as its user would (softmax outputs, cross-entropy), seeded."""
+    tf.keras.utils.set_random_seed(0)
+    model = REAL_MODELS[name]()
+    x, y = digits_images()
+    probabilities = "softmax" in str(model.layers[-1].get_config().get("activation"))
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
+    model.fit(x, y, epochs=epochs, verbose=0)
+    return model

@@ -46,6 +46,23 @@ def test_fit_to_shape_resizes_and_maps_channels():
     assert fit_to_shape(ds, ds.shape, 8) is ds
 
 
+def test_synthetic_flat_and_other_shapes():
+    flat = load_dataset(DataConfig(name=DataName.SYNTHETIC, shape=(16,), classes=5, samples=100), seed=0)
+    assert flat.shape == (16,) and flat.classes == 5 and _on_grid(flat.x_train)
+    assert load_dataset(DataConfig(name=DataName.SYNTHETIC, shape=(4, 5), samples=50), seed=0).shape == (4, 5)
+
+
+def test_fit_to_shape_flattens_for_a_flat_model_of_the_same_size():
+    ds = load_dataset(DataConfig(n_train=50, n_test=10), seed=0)
+    flat = fit_to_shape(ds, (64,), 8)
+    assert flat.shape == (64,) and flat.x_val.shape[1:] == (64,)
+    np.testing.assert_array_equal(flat.x_train, ds.x_train.reshape(len(ds.x_train), -1))
+    with pytest.raises(FlowError, match=r"shape \(8, 8, 1\) \(64 values\), the model takes 63 flat features \(63,\)"):
+        fit_to_shape(ds, (63,), 8)
+    with pytest.raises(FlowError, match=r"model input shape \(8, 8\) is neither flat features"):
+        fit_to_shape(ds, (8, 8), 8)
+
+
 def test_fit_to_shape_channel_mismatch_is_clear():
     ds = load_dataset(DataConfig(name=DataName.SYNTHETIC, shape=(8, 8, 2), samples=50), seed=0)
     with pytest.raises(FlowError, match=r"data/model shape mismatch.*\(8, 8, 2\).*\(8, 8, 3\)"):
@@ -84,11 +101,12 @@ def test_npz_round_trip(tmp_path):
     "overrides, message",
     [
         ({"y_test": None}, "missing array(s) y_test"),
-        ({"x_train": np.zeros((40, 6), np.float32)}, "'x_train' has shape (40, 6)"),
+        ({"x_train": np.zeros(40, np.float32)}, "'x_train' has shape (40,); expected (N, F) features or (N, H, W)"),
+        ({"x_train": np.zeros((40, 6), np.float32)}, "x_train samples have shape (6,), x_test samples (6, 6, 1)"),
         ({"x_test": np.full((12, 6, 6), 3.0)}, "'x_test' float values must lie in [0, 1]"),
         ({"x_test": np.zeros((12, 6, 6), np.int32)}, "'x_test' has dtype int32"),
         ({"y_train": np.zeros(39, np.int64)}, "'y_train' must be 40 non-negative integer labels"),
-        ({"x_test": np.zeros((12, 5, 5), np.uint8)}, "x_train images (6, 6, 1) and x_test images (5, 5, 1) differ"),
+        ({"x_test": np.zeros((12, 5, 5), np.uint8)}, "x_train samples have shape (6, 6, 1), x_test samples (5, 5, 1)"),
     ],
 )
 def test_npz_bad_files_name_the_key(tmp_path, overrides, message):

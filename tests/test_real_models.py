@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from qkeras import QConv2D, QDense, quantized_bits
-from real_models import REAL_MODELS
+from real_models import REAL_MODELS, digits_images, trained
 
 from flow.cli import main
 from flow.config import config_from_dict
@@ -19,22 +19,6 @@ DIGITS = {"name": "digits", "n_train": 300, "n_test": 50}
 STEPS = ["load", "rank", "harden", "convert", "verify", "inject"]
 
 
-def _digits(n: int = 300):
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return (np.round(d.images[:n] / 16 * 256) / 256).astype(np.float32)[..., None], d.target[:n]
-
-
-def _trained(name: str):
-    tf.keras.utils.set_random_seed(0)
-    model = REAL_MODELS[name]()
-    x, y = _digits()
-    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy())
-    model.fit(x, y, epochs=2, verbose=0)
-    return model
-
-
 @pytest.fixture(scope="module")
 def saved_models(tmp_path_factory):
     """name -> path of the trained model saved as users save it (.h5, softmax head included)."""
@@ -42,16 +26,16 @@ def saved_models(tmp_path_factory):
     paths = {}
     for name in REAL_MODELS:
         paths[name] = root / f"{name}.h5"
-        _trained(name).save(paths[name])
+        trained(name).save(paths[name])
     return paths
 
 
 @pytest.mark.parametrize("name", list(REAL_MODELS))
 def test_normalization_is_exact_and_canonical(name):
-    model = _trained(name)
+    model = trained(name)
     normalized = normalize_model(model)
     check_model(normalized.model)
-    x, _ = _digits(100)
+    x, _ = digits_images(100)
     report = check_normalization(model, normalized, x)
     assert report["bit_exact"], report
     for layer in normalized.model.layers:
@@ -66,7 +50,7 @@ def test_normalization_is_exact_and_canonical(name):
 
 
 def test_normalization_splits_named_activations_and_keeps_weights():
-    model = _trained("hls4ml_cnn")
+    model = trained("hls4ml_cnn")
     normalized = normalize_model(model)
     splits = {a["layer"]: a["into"] for a in normalized.actions if a["action"] == "split"}
     assert splits == {"conv_0": "conv_0_act", "conv_1": "conv_1_act", "dense_0": "dense_0_act"}
@@ -93,7 +77,7 @@ def test_sequential_model_is_normalized():
     assert [type(layer).__name__ for layer in normalized.model.layers] == [
         "InputLayer", "QConv2D", "Activation", "Flatten", "QDense",
     ]  # fmt: skip
-    assert check_normalization(seq, normalized, _digits(50)[0])["bit_exact"]
+    assert check_normalization(seq, normalized, digits_images(50)[0])["bit_exact"]
 
 
 def test_refusals_name_the_layer():
@@ -183,3 +167,24 @@ def test_check_command_lists_unsupported_layers(tmp_path, capsys):
     assert "2 layer(s) not supported" in captured.err
     assert "'squash' (Activation 'tanh') is not quantized" in captured.err
     assert "'plain' (Dense) is not quantized: use QDense" in captured.err
+
+
+@pytest.mark.csim
+def test_keep_softmax_writes_the_ip_with_its_head_for_export(saved_models, tmp_path):
+    from flow.export import export_projects
+    from flow.steps import run
+
+    cfg = config_from_dict(
+        {"data": DIGITS, "model": {"path": str(saved_models["float_relu_cnn"])},
+         "hls": {"csim_opt": "O1", "keep_softmax": True}, "verify": {"n_samples": 20}},
+    )  # fmt: skip
+    state = run(cfg, tmp_path / "run", ["load", "convert", "verify"])
+    assert state.summary["verify"]["bit_exact"]  # verify runs on the logits
+    ip = tmp_path / "run" / "convert" / "hls_project_ip"
+    top = (ip / "firmware" / "myproject.cpp").read_text()
+    assert "nnet::softmax" in top
+    assert (
+        "nnet::softmax" not in (tmp_path / "run" / "convert" / "hls_project" / "firmware" / "myproject.cpp").read_text()
+    )
+    (exported,) = export_projects(tmp_path / "run", ["run"], tmp_path / "export")
+    assert "nnet::softmax" in (exported / "firmware" / "myproject.cpp").read_text()

@@ -1,14 +1,19 @@
 import numpy as np
 import pytest
 
-from flow.config import DataConfig, ModelConfig, TrainConfig, ZooName
+from flow.config import DataConfig, ModelConfig, TrainConfig, ZooName, config_from_dict
 from flow.data import fit_to_shape, load_dataset
 from flow.errors import FlowError
 from flow.modelio import check_model, custom_objects, load_model, save_model
 from flow.training import seed_everything, train_model
 from flow.zoo import build_model
 
-SHAPES = {ZooName.LENET: (16, 16, 1), ZooName.VGG_TINY: (32, 32, 3), ZooName.RESNET_TINY: (16, 16, 3)}
+SHAPES = {
+    ZooName.LENET: (16, 16, 1),
+    ZooName.VGG_TINY: (32, 32, 3),
+    ZooName.RESNET_TINY: (16, 16, 3),
+    ZooName.MLP: (16,),
+}
 
 
 @pytest.mark.parametrize("name", list(ZooName))
@@ -25,6 +30,35 @@ def test_zoo_models_are_fully_quantized_with_linear_logits(name, bits):
     kinds = {type(layer).__name__ for layer in model.layers}
     assert "BatchNormalization" not in kinds and "Softmax" not in kinds
     assert ("Add" in kinds) == (name is ZooName.RESNET_TINY)
+
+
+def test_mlp_is_jet_tagging_style():
+    model = build_model(ModelConfig(name=ZooName.MLP, weight_bits=8, act_bits=8), (16,), 5)
+    names = [layer.name for layer in model.layers]
+    assert names == ["features", "fc1", "relu1", "fc2", "relu2", "fc3", "relu3", "logits"]
+    assert [model.get_layer(n).units for n in ("fc1", "fc2", "fc3", "logits")] == [64, 32, 32, 5]
+    assert model.get_layer("relu2").quantizer.bits == 8 and model.get_layer("fc3").kernel_quantizer_internal.bits == 8
+    assert model.count_params() == 16 * 64 + 64 + 64 * 32 + 32 + 32 * 32 + 32 + 32 * 5 + 5
+
+
+def test_mlp_widths_and_image_inputs():
+    model = build_model(ModelConfig(name=ZooName.MLP, hidden_units=(12, 6)), (8, 8, 1), 10)
+    assert [layer.name for layer in model.layers] == ["image", "flatten", "fc1", "relu1", "fc2", "relu2", "logits"]
+    assert model.get_layer("fc1").kernel.shape == (64, 12) and model.get_layer("logits").kernel.shape == (6, 10)
+    check_model(model)
+
+
+def test_mlp_bad_widths():
+    with pytest.raises(FlowError, match=r"mlp has no conv layers; set its hidden widths with model\.hidden_units"):
+        build_model(ModelConfig(name=ZooName.MLP, filters=(4,)), (16,), 5)
+    with pytest.raises(FlowError, match=r"model.hidden_units: one or more widths >= 1, got \[\]"):
+        build_model(ModelConfig(name=ZooName.MLP, hidden_units=()), (16,), 5)
+    with pytest.raises(FlowError, match=r"model\.hidden_units: only for mlp; lenet takes model\.filters"):
+        build_model(ModelConfig(hidden_units=(8,)), (16, 16, 1), 10)
+    with pytest.raises(FlowError, match=r"model.hidden_units\[1\]: got 0, allowed range \[1, 4096\]"):
+        config_from_dict({"model": {"name": "mlp", "hidden_units": [8, 0]}})
+    with pytest.raises(FlowError, match=r"model 'lenet': input \(16,\) is not an image shape .* model\.name: mlp"):
+        build_model(ModelConfig(), (16,), 5)
 
 
 def test_zoo_bad_filters():
@@ -66,7 +100,7 @@ def test_load_model_errors(tmp_path):
         load_model(tmp_path / "none.h5")
     junk = tmp_path / "junk.h5"
     junk.write_text("junk")
-    with pytest.raises(FlowError, match=r"junk\.h5: cannot load as a QKeras model"):
+    with pytest.raises(FlowError, match=r"junk\.h5: not a readable HDF5 file"):
         load_model(junk)
 
 
