@@ -84,6 +84,11 @@ def test_unknown_layer_classes_and_files_are_refused(tmp_path):
     path = _save(_model(tf.keras.layers.UpSampling2D(name="grow")), tmp_path / "up.h5")
     with pytest.raises(FlowError, match=r"layer 'grow' \(UpSampling2D\) is not supported; supported types: "):
         load_model(path)
+    from qkeras import QDepthwiseConv2D
+
+    depthwise = QDepthwiseConv2D(3, depthwise_quantizer=Q, bias_quantizer=Q, name="dw")
+    with pytest.raises(FlowError, match=r"layer 'dw' \(QDepthwiseConv2D\) is not supported"):
+        load_model(_save(_model(depthwise), tmp_path / "dw.h5"))
     weights_only = tmp_path / "w.h5"
     _model().save_weights(weights_only)
     with pytest.raises(FlowError, match="holds no model architecture"):
