@@ -154,19 +154,25 @@ def _cmd_inject(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from flow.compare import COLUMNS, compare
+    from flow.compare import COLUMNS, compare, unverified
     from flow.config import load_config
 
     cfg = load_config(args.config)
     out = Path(args.out or cfg.out)
     rows = compare(cfg, out)
     print(f"ftflow compare: {args.config} -> {out / 'compare'}")
-    shown = ("variant", "fault_free_accuracy", "critical_rate", "critical_ci95", "LUT", "DSP", "latency_cycles",
-             "LUT_overhead_pct", "critical_reduction_pct")  # fmt: skip
+    shown = ("variant", "verified", "fault_free_accuracy", "critical_rate", "critical_ci95", "LUT", "DSP",
+             "latency_cycles", "LUT_overhead_pct", "critical_reduction_pct")  # fmt: skip
     print("  " + "  ".join(f"{c:>20}" for c in shown))
     for row in rows:
         print("  " + "  ".join(f"{row[c]!s:>20}" for c in shown))
     print(f"  tables: {out / 'compare' / 'table.csv'}, {out / 'compare' / 'table.md'} ({len(COLUMNS)} columns)")
+    failed = unverified(rows)
+    if failed:
+        print(f"error: {len(failed)} variant(s) failed verification ({', '.join(failed)}): their rates describe a "
+              f"C-sim that is not the model; see {out / 'compare' / '<variant>' / 'verify' / 'report.json'}",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 

@@ -28,7 +28,7 @@ SWEPT_BY_HARDEN_RATIO = (Variant.SELECTIVE_MIN, Variant.SELECTIVE_RANGE, Variant
 SWEPT_BY_PRUNE_RATIO = (Variant.PRUNED, Variant.PRUNED_L1, Variant.PRUNED_HARDENED)
 OVERHEAD_KEYS = ("params", "macs", *RESOURCE_KEYS, "latency_cycles")
 COLUMNS = (
-    "variant", "kind", "harden_ratio", "harden_budget_pct", "prune_ratio", "fault_free_accuracy", "faults",
+    "variant", "kind", "verified", "harden_ratio", "harden_budget_pct", "prune_ratio", "fault_free_accuracy", "faults",
     "critical_rate", "critical_ci95", "sdc_rate", "masked_rate", "mean_accuracy_under_fault", "params", "macs",
     *RESOURCE_KEYS, "latency_cycles",
     *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "fits_board",
@@ -71,7 +71,8 @@ def cases(cfg: RunConfig) -> list[Case]:
 
 def case_config(cfg: RunConfig, case: Case) -> tuple[RunConfig, list[str]]:
     """The run config and the steps that build, estimate and inject one case from the trained, ranked model."""
-    steps = ["convert", "inject", "estimate"]
+    steps = ["convert", "verify", "inject", "estimate"]
+    cfg = dataclasses.replace(cfg, verify=dataclasses.replace(cfg.verify, require_bit_exact=False))  # marked instead
     if case.prune_ratio is not None:
         criterion = PruneCriterion.L1 if case.variant is Variant.PRUNED_L1 else cfg.prune.criterion
         prune = dataclasses.replace(cfg.prune, ratio=case.prune_ratio, criterion=criterion, channels={})
@@ -96,7 +97,9 @@ def compare(cfg: RunConfig, out: Path) -> list[dict]:
 
     manifest = read_manifest(out)
     if "model" not in manifest or "ranking" not in manifest:
-        run(cfg, out, ["load", "train", "rank"])
+        user_model = cfg.model.path or cfg.model.json
+        retrain = not user_model or "train" in (cfg.steps or ())  # a user's trained model is trained only if asked
+        run(cfg, out, ["load", "train", "rank"] if retrain else ["load", "rank"])
         manifest = read_manifest(out)
     rows = []
     for case in cases(cfg):
@@ -112,6 +115,11 @@ def compare(cfg: RunConfig, out: Path) -> list[dict]:
     rows = add_overheads(rows)
     _write_tables(rows, out / "compare")
     return rows
+
+
+def unverified(rows: list[dict]) -> list[str]:
+    """Variants whose C-sim failed verification: their rates describe hardware that is not the model."""
+    return [row["variant"] for row in rows if row["verified"] != "yes"]
 
 
 def _seed_variant_dir(out: Path, manifest: dict, vdir: Path) -> None:
@@ -130,12 +138,14 @@ def _row(case: Case, vdir: Path) -> dict:
     from flow.modelio import load_model
 
     summary = json.loads((vdir / "inject" / "summary.json").read_text())
+    verify = json.loads((vdir / "verify" / "report.json").read_text())
     resources = json.loads((vdir / "estimate" / "resources.json").read_text())
     total = summary["total"]
     cost = total_cost(layer_costs(load_model(vdir / read_manifest(vdir)["model"])))
     return {
         "variant": case.label,
         "kind": case.variant.value,
+        "verified": _verdict(verify),
         "harden_ratio": "" if case.harden_ratio is None else case.harden_ratio,
         "harden_budget_pct": "" if case.harden_budget is None else case.harden_budget,
         "prune_ratio": "" if case.prune_ratio is None else case.prune_ratio,
@@ -153,6 +163,18 @@ def _row(case: Case, vdir: Path) -> dict:
         "fits_board": resources["fits"],
         **_estimator_columns(resources),
     }
+
+
+def _verdict(verify: dict) -> str:
+    """'yes' when the C-sim is bit-exact with QKeras (and, hardened, equal to the unhardened model), else why not."""
+    if not verify["bit_exact"]:
+        where = verify.get("first_mismatch_layer")
+        return f"NO: C-sim differs on {verify['n_samples_differing']}/{verify['n_samples']}" + (
+            f" from layer {where}" if where else ""
+        )
+    if verify.get("equals_unhardened") is False:
+        return "NO: differs from the unhardened model with no fault"
+    return "yes"
 
 
 def _estimator_columns(resources: dict) -> dict:

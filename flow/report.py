@@ -16,8 +16,9 @@ STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#2
 table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}
 th{background:#eee}img{max-width:100%;border:1px solid #ddd}.missing{color:#888;font-style:italic}"""
 SUMMARY_COLUMNS = (
-    "variant", "fault_free_accuracy", "critical_rate", "critical_ci95", "critical_reduction_pct", "LUT", "FF", "DSP",
-    "BRAM_18K", "latency_cycles", "LUT_overhead_pct", "DSP_overhead_pct", "macs_overhead_pct", "fits_board",
+    "variant", "verified", "fault_free_accuracy", "critical_rate", "critical_ci95", "critical_reduction_pct", "LUT",
+    "FF", "DSP", "BRAM_18K", "latency_cycles", "LUT_overhead_pct", "DSP_overhead_pct", "macs_overhead_pct",
+    "fits_board",
 )  # fmt: skip
 ESTIMATOR_COLUMNS = (
     "variant", "estimate_method", "LUT", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic",

@@ -450,7 +450,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, steps: Sequence[str] | No
     names = resolve_steps(steps or cfg.steps)
     out_dir = Path(out or cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    recorded = {**config_to_dict(cfg), "out": str(out_dir)}  # the directory actually used (--out)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
     state = RunState(out=out_dir)
     for name in names:
         log.info("step %s", name)

@@ -70,12 +70,12 @@ def qbatchnorm_cnn() -> tf.keras.Model:
 
 
 def pooling_cnn() -> tf.keras.Model:
-    """Strided 'same' conv, AveragePooling2D, a valid conv and GlobalAveragePooling2D."""
+    """'same' convs (the second strided), AveragePooling2D and GlobalAveragePooling2D."""
     inp = layers.Input((8, 8, 1))
     x = QConv2D(4, 3, strides=1, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="c1")(inp)
     x = QActivation(quantized_relu(6, 2), name="r1")(x)
     x = layers.AveragePooling2D(2, name="avg")(x)
-    x = QConv2D(8, 3, strides=1, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="c2")(x)
+    x = QConv2D(8, 3, strides=2, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="c2")(x)
     x = QActivation(quantized_relu(6, 2), name="r2")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
@@ -94,7 +94,7 @@ def strided_cnn() -> tf.keras.Model:
 
 
 def concat_cnn() -> tf.keras.Model:
-    """Two branches of different precisions concatenated, and a residual Add of different precisions."""
+    """Two branches of different precisions concatenated, a residual Add of different precisions, a Reshape."""
     inp = layers.Input((8, 8, 1))
     a = QActivation(quantized_relu(6, 2), name="ra")(
         QConv2D(4, 3, padding="same", kernel_quantizer=_q(), bias_quantizer=_q(), name="ca")(inp)
@@ -108,7 +108,7 @@ def concat_cnn() -> tf.keras.Model:
     )
     x = layers.Add(name="add")([x, y])
     x = layers.MaxPooling2D(2, name="pool")(x)
-    x = layers.Flatten(name="flat")(x)
+    x = layers.Reshape((4 * 4 * 8,), name="flat")(x)
     out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
     return tf.keras.Model(inp, out, name="concat_cnn")
 

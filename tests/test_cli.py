@@ -44,6 +44,8 @@ def test_run_end_to_end_then_resume(tmp_path, tiny_cfg_dict):
         assert (out / artefact).exists(), artefact
     times = json.loads((out / "time_per_step.json").read_text())
     assert set(times) == {"load", "train", "rank", "convert", "verify"}
+    assert yaml.safe_load((out / "config.yaml").read_text())["out"] == str(out)  # the --out actually used
+    assert "normalize.json" in {p.name for p in (out / "load").iterdir()}
     keras_logits = np.load(out / "verify" / "logits_keras.npy")
 
     (out / "verify" / "report.json").unlink()

@@ -262,6 +262,7 @@ def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(compare_ru
         "pruned_l1_0.5", "pruned_hardened_0.5",
     ]  # fmt: skip
     assert all(int(r["faults"]) == 80 for r in rows.values())
+    assert all(r["verified"] == "yes" for r in rows.values())  # every variant verified before its campaign
     assert float(rows["full_tmr"]["critical_rate"]) == 0.0  # every weight/bias fault is outvoted
     for row in rows.values():  # analytic method: its LUTs are the analytic ones, the yosys-calibrated beside them
         assert row["estimate_method"] == "analytic" and row["LUT_analytic"] == row["LUT"]
@@ -286,3 +287,34 @@ def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(compare_ru
     assert main(["compare", str(path), "--out", str(out)]) == 0  # finished cases are not rerun
     assert table_path.read_text() == first
     assert (out / "compare" / "full_tmr" / "inject" / "summary.json").stat().st_mtime_ns == stamp
+
+
+def test_compare_marks_variants_that_fail_verification_and_exits_nonzero(tmp_path, capsys):
+    """A user's model whose C-sim cannot match (logits truncated by an hls.layers override): every variant is
+    marked, the command exits 1, and the user's trained model is not retrained."""
+    from flow.cli import main
+    from flow.config import ModelConfig
+    from flow.modelio import load_model
+    from flow.zoo import build_model
+
+    user = build_model(ModelConfig(filters=(2, 2), dense_units=4), (8, 8, 1), 10)
+    user.save(tmp_path / "user.h5")
+    cfg = {
+        "data": {"name": "digits", "n_train": 200, "n_test": 30}, "model": {"path": str(tmp_path / "user.h5")},
+        "hls": {"csim_opt": "O1", "layers": {"logits": {"precision": {"result": "fixed<6,3>"}}}},
+        "rank": {"method": "l1"}, "inject": {"sampling": "count", "count": 10, "samples": 10, "workers": 1},
+        "verify": {"trace_samples": 2}, "compare": {"variants": ["full_tmr"]},
+    }  # fmt: skip
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["compare", str(path), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "2 variant(s) failed verification (baseline, full_tmr)" in err
+    with open(tmp_path / "out" / "compare" / "table.csv") as f:
+        verdicts = {row["variant"]: row["verified"] for row in csv.DictReader(f)}
+    assert set(verdicts) == {"baseline", "full_tmr"}
+    assert all(v.startswith("NO: C-sim differs") and "logits" in v for v in verdicts.values()), verdicts
+    assert "train" not in json.loads((tmp_path / "out" / "time_per_step.json").read_text())
+    kept = load_model(tmp_path / "out" / "load" / "model.h5")
+    for a, b in zip(user.get_weights(), kept.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)

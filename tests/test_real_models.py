@@ -146,6 +146,14 @@ def test_precisions_set_by_ftflow_are_recorded(real_runs):
     assert {(r["layer"], r["type"]) for r in verify["inexact_layers"]} == {("bn1", "scale_t"), ("bn1", "bias_t")}
 
 
+@pytest.mark.parametrize("name", list(REAL_MODELS))
+def test_check_command_accepts_every_real_model(saved_models, capsys, name):
+    assert main(["check", str(saved_models[name])]) == 0
+    printed = capsys.readouterr().out
+    assert "every layer is supported" in printed and "NOT SUPPORTED" not in printed
+    assert "result_t" in printed  # the hls4ml types are shown
+
+
 def test_check_command_reports_every_layer(saved_models, capsys):
     assert main(["check", str(saved_models["hls4ml_cnn"])]) == 0
     printed = capsys.readouterr().out
