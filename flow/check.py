@@ -19,6 +19,7 @@ class LayerCheck:
     steps: str  # what rank/harden/inject do with it
     problem: str | None = None  # why the flow cannot take it
     precisions: dict[str, str] = field(default_factory=dict)  # hls4ml types ftflow or hls4ml will use
+    warnings: tuple[str, ...] = ()  # e.g. an accumulator that can wrap on inputs outside the test set
 
     @property
     def supported(self) -> bool:
@@ -38,7 +39,7 @@ def check_model_file(path: str | Path, cfg: RunConfig) -> list[LayerCheck]:
     model = normalized.model
     done = {a.get("into", a["layer"]): a for a in normalized.actions} | {a["layer"]: a for a in normalized.actions}
     problems = layer_problems(model) | _quantizer_problems(model)
-    precisions = {} if problems else _precisions(model, cfg)
+    precisions, warnings = ({}, {}) if problems else _precisions(model, cfg)
     rows = []
     present = {layer.name for layer in model.layers}
     for action in normalized.actions:
@@ -49,8 +50,9 @@ def check_model_file(path: str | Path, cfg: RunConfig) -> list[LayerCheck]:
         action = done.get(layer.name)
         note = f"{action['action']}: {action['why']}" if action else ""
         rows.append(
-            LayerCheck(layer.name, kind, note, _steps(kind), problems.get(layer.name), precisions.get(layer.name, {}))
-        )
+            LayerCheck(layer.name, kind, note, _steps(kind), problems.get(layer.name), precisions.get(layer.name, {}),
+                       tuple(warnings.get(layer.name, ())))
+        )  # fmt: skip
     return rows
 
 
@@ -81,16 +83,23 @@ def _quantizer_problems(model) -> dict[str, str]:
     return problems
 
 
-def _precisions(model, cfg: RunConfig) -> dict[str, dict[str, str]]:
-    """hls4ml layer name -> type -> 'precision (set by)', from an in-memory conversion."""
+def _precisions(model, cfg: RunConfig) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
+    """From an in-memory conversion: hls4ml layer name -> type -> 'precision (set by)', and layer -> warnings."""
     from flow.boards import resolve_board
     from flow.hls import build_graph
-    from flow.hls_precision import precision_report
+    from flow.hls_precision import fidelity_report
 
     with tempfile.TemporaryDirectory() as tmp:
         graph, config = build_graph(model, cfg.hls, resolve_board(cfg.board), cfg.data.input_frac_bits, Path(tmp) / "g")
-        report = precision_report(graph, config)
-    return {row["layer"]: {name: _describe(t) for name, t in row["types"].items()} for row in report}
+        report = fidelity_report(graph, config)
+    warnings: dict[str, list[str]] = {}
+    for risk in report["wrap_risks"]:
+        warnings.setdefault(risk["layer"], []).append(
+            f"{risk['type']} {risk['precision']} can wrap: worst case {risk['worst_case']}, safe with "
+            f"{risk['safe_integer_bits']} integer bits"
+        )
+    types = {row["layer"]: {name: _describe(t) for name, t in row["types"].items()} for row in report["layers"]}
+    return types, warnings
 
 
 def _describe(entry: dict) -> str:
@@ -110,4 +119,6 @@ def format_checks(rows: list[LayerCheck]) -> list[str]:
             lines.append(f"{'':<24}   steps: {row.steps}")
         for name, value in row.precisions.items():
             lines.append(f"{'':<24}   {name}: {value}")
+        for warning in row.warnings:
+            lines.append(f"{'':<24}   WARNING: {warning}")
     return lines

@@ -199,6 +199,8 @@ def _print_summary(config: str, out: Path, state) -> None:
     if verify:
         verdict = "yes" if verify["bit_exact"] else "NO"
         print(f"  bit-exact C-sim vs QKeras: {verdict} on {verify['n_samples']} test samples")
+        if verify.get("wrap_risks"):
+            print(f"  WARNING: {verify['wrap_risks']} accumulator(s) can wrap on other inputs (verify/report.json)")
     print(f"  outputs: {out}/ (report: {out / 'verify' / 'report.json'})" if verify else f"  outputs: {out}/")
 
 

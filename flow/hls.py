@@ -115,9 +115,9 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
     with open(output_dir.parent / f"{output_dir.name}.log", "a") as log_file, contextlib.redirect_stdout(log_file):
         graph.write()
     from flow.fi_bridge import append_bridge, array_table
-    from flow.hls_precision import precision_report
+    from flow.hls_precision import fidelity_report
 
-    (output_dir / PRECISION_REPORT).write_text(json.dumps(precision_report(graph, config), indent=2))
+    (output_dir / PRECISION_REPORT).write_text(json.dumps(fidelity_report(graph, config), indent=2))
     project = project_of(graph, cfg, output_dir)
     append_bridge(output_dir, cfg.project_name, array_table(graph), project.n_inputs, project.n_outputs)
     return graph, config

@@ -163,11 +163,56 @@ def precision_report(graph, config: dict) -> list[dict]:
     return rows
 
 
-def inexact_layers(report: list[dict]) -> list[dict]:
-    """The layers whose ftflow-set types cannot be exact, with the reason."""
+def inexact_layers(rows: list[dict]) -> list[dict]:
+    """The layers whose ftflow-set types cannot be exact (rows of ``precision_report``), with the reason."""
     return [
         {"layer": row["layer"], "type": name, "reason": t["reason"]}
-        for row in report
+        for row in rows
         for name, t in row["types"].items()
         if t.get("set_by") == "ftflow" and not t.get("exact", True)
     ]
+
+
+def fidelity_report(graph, config: dict) -> dict:
+    """What convert writes to precision_report.json: every layer's types, the inexact ones, the wrap risks."""
+    rows = precision_report(graph, config)
+    return {"layers": rows, "inexact": inexact_layers(rows), "wrap_risks": wrap_risks(graph)}
+
+
+def _range(precision) -> tuple[float, float] | None:
+    """Smallest and largest value of a fixed/integer type (None for other types)."""
+    if not _is_fixed(precision):
+        return None
+    frac = precision.width - precision.integer
+    if precision.signed:
+        return -(2.0 ** (precision.integer - 1)), 2.0 ** (precision.integer - 1) - 2.0**-frac
+    return 0.0, 2.0**precision.integer - 2.0**-frac
+
+
+def wrap_risks(graph) -> list[dict]:
+    """Dense/Conv layers whose accumulator (or result) type cannot hold the worst-case sum over every input the
+    input type allows, with the integer bits that would be safe: they can wrap on inputs other than the test set."""
+    risks = []
+    for node in graph.get_layers():
+        if "weight" not in node.weights or "accum_t" not in node.types:
+            continue
+        inp = _range(node.get_input_variable().type.precision)
+        weights = np.asarray(node.weights["weight"].data, dtype=np.float64)
+        if inp is None or weights.ndim < 2:
+            continue
+        w = weights.reshape(-1, weights.shape[-1])
+        bias = np.asarray(node.weights["bias"].data, dtype=np.float64).reshape(-1) if "bias" in node.weights else 0.0
+        lo = np.sum(np.minimum(w * inp[0], w * inp[1]), axis=0) + bias
+        hi = np.sum(np.maximum(w * inp[0], w * inp[1]), axis=0) + bias
+        worst_lo, worst_hi = float(lo.min()), float(hi.max())
+        for type_name in ("accum_t", "result_t"):
+            held = _range(node.types[type_name].precision)
+            if held is None or (held[0] <= worst_lo and worst_hi <= held[1]):
+                continue
+            top = max(abs(worst_lo), abs(worst_hi), 2.0**-30)
+            safe = math.floor(math.log2(top)) + 1 + (1 if worst_lo < 0 else 0)
+            risks.append({
+                "layer": node.name, "type": type_name, "precision": str(node.types[type_name].precision),
+                "worst_case": [worst_lo, worst_hi], "safe_integer_bits": safe,
+            })  # fmt: skip
+    return risks

@@ -145,7 +145,6 @@ def _ip_project(state: RunState, cfg: RunConfig, board, out: Path) -> Path | Non
 def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     """Compare C-sim and QKeras logits on the test set; trace layers on a mismatch; write verify/report.json."""
     from flow.csim import CSimLibrary
-    from flow.hls_precision import inexact_layers
     from flow.training import logits
     from flow.verify import compare_logits, first_mismatch, trace_layers
 
@@ -160,8 +159,13 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     np.save(out / "logits_csim.npy", csim_logits)
     report = {**compare_logits(keras_logits, csim_logits, y), "backend": project.backend, "io_type": project.io_type}
     precisions = project.directory / PRECISION_REPORT
-    if precisions.is_file():  # where ftflow's types cannot be exact (e.g. a float BatchNormalization)
-        report["inexact_layers"] = inexact_layers(json.loads(precisions.read_text()))
+    if precisions.is_file():  # types that cannot be exact (a float BatchNormalization) or can wrap on other inputs
+        fidelity = json.loads(precisions.read_text())
+        report.update(inexact_layers=fidelity["inexact"], wrap_risks=fidelity["wrap_risks"])
+        for risk in fidelity["wrap_risks"]:
+            log.warning("layer %s: %s %s can wrap on inputs outside the test set (worst case %s; safe: %d integer "
+                        "bits)", risk["layer"], risk["type"], risk["precision"], risk["worst_case"],
+                        risk["safe_integer_bits"])  # fmt: skip
     if "unhardened_model" in read_manifest(state.out):  # a hardened model: with no fault = the unhardened one
         from flow.modelio import load_model
 
@@ -174,7 +178,9 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
         )
         report.update(per_layer=rows, first_mismatch_layer=first_mismatch(rows))
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    state = state.with_summary("verify", **{k: v for k, v in report.items() if k != "per_layer"})
+    hidden = ("per_layer", "inexact_layers", "wrap_risks")
+    state = state.with_summary("verify", **{k: v for k, v in report.items() if k not in hidden},
+                               wrap_risks=len(report.get("wrap_risks", [])))  # fmt: skip
     if not report["bit_exact"] and cfg.verify.require_bit_exact:
         raise VerificationError(
             f"C-sim differs from QKeras on {report['n_samples_differing']}/{n} samples "

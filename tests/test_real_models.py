@@ -134,13 +134,13 @@ def test_real_model_end_to_end(real_runs, name):
 @pytest.mark.csim
 @pytest.mark.slow
 def test_precisions_set_by_ftflow_are_recorded(real_runs):
-    rows = json.loads((real_runs["pooling_cnn"] / "convert" / "precision_report.json").read_text())
+    rows = json.loads((real_runs["pooling_cnn"] / "convert" / "precision_report.json").read_text())["layers"]
     by_layer = {row["layer"]: row["types"] for row in rows}
     assert by_layer["avg"]["result_t"]["set_by"] == "ftflow"
     assert by_layer["avg"]["result_t"]["precision"].startswith("ufixed<8,2")  # ufixed<6,2> / 4: two more bits
     assert by_layer["gap"]["accum_t"]["set_by"] == "ftflow"
-    bn = {row["layer"]: row["types"] for row in json.loads((real_runs["batchnorm_cnn"] / "convert" /
-                                                            "precision_report.json").read_text())}  # fmt: skip
+    report = json.loads((real_runs["batchnorm_cnn"] / "convert" / "precision_report.json").read_text())
+    bn = {row["layer"]: row["types"] for row in report["layers"]}
     assert bn["bn1"]["scale_t"]["exact"] is False
     verify = json.loads((real_runs["batchnorm_cnn"] / "verify" / "report.json").read_text())
     assert {(r["layer"], r["type"]) for r in verify["inexact_layers"]} == {("bn1", "scale_t"), ("bn1", "bias_t")}
@@ -196,3 +196,29 @@ def test_keep_softmax_writes_the_ip_with_its_head_for_export(saved_models, tmp_p
     )
     (exported,) = export_projects(tmp_path / "run", ["run"], tmp_path / "export")
     assert "nnet::softmax" in (exported / "firmware" / "myproject.cpp").read_text()
+
+
+@pytest.mark.csim
+def test_accumulator_that_can_wrap_is_flagged_by_check_and_verify(tmp_path, capsys):
+    """An accumulator narrowed by hand (hls.layers) holds the test set's sums but not every input's: flagged with
+    the safe width by check and verify, whatever the test set shows."""
+    import yaml
+
+    from flow.steps import run
+
+    q = quantized_bits(6, 0, alpha=1)
+    inp = tf.keras.layers.Input((8, 8, 1), name="img")
+    out = QDense(10, kernel_quantizer=q, bias_quantizer=q, name="fc")(tf.keras.layers.Flatten(name="flat")(inp))
+    tf.keras.utils.set_random_seed(5)
+    tf.keras.Model(inp, out).save(tmp_path / "m.h5")
+    section = {"data": DIGITS, "model": {"path": str(tmp_path / "m.h5")}, "verify": {"require_bit_exact": False},
+               "hls": {"csim_opt": "O1", "layers": {"fc": {"precision": {"accum": "fixed<12,4>"}}}}}  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(section))
+    assert main(["check", str(tmp_path / "m.h5"), "--config", str(tmp_path / "cfg.yaml")]) == 0
+    assert "WARNING: accum_t fixed<12,4" in capsys.readouterr().out
+    state = run(config_from_dict(section), tmp_path / "run", ["load", "convert", "verify"])
+    report = json.loads((tmp_path / "run" / "verify" / "report.json").read_text())
+    (risk,) = [r for r in report["wrap_risks"] if r["type"] == "accum_t"]
+    assert risk["layer"] == "fc" and risk["safe_integer_bits"] > 4
+    assert max(abs(v) for v in risk["worst_case"]) > 8  # beyond fixed<12,4>'s range [-8, 8)
+    assert state.summary["verify"]["wrap_risks"] >= 1
