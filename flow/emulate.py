@@ -1,13 +1,19 @@
 """Bit-exact weight faults in a QKeras model: the reference that C-sim campaigns are checked against.
 
-Weights of QConv2D/QDense layers are stored as fixed-point words (the layer's ``quantized_bits`` format). A fault
-flips or sticks one bit of one word; the faulty value, written into the layer's variable, is a point of the
-quantizer's grid, which the quantizer maps to itself, so inference sees exactly the faulty hardware word.
-Keras arrays keep the output channel on the last axis: flat index i of a kernel belongs to channel i % C.
+Weights of QConv2D/QDense layers are stored as words of the layer's quantizer format (flow/fixedpoint.py:
+``quantized_bits`` fixed point, ``quantized_po2`` exponent structs, ``ternary``/``binary`` codes). A fault flips or
+sticks one bit of one word; the faulty word's value is what the C-sim multiplies with. When that value is a point
+the quantizer maps to itself (every quantized_bits word, every ternary/binary kernel word), it is written into the
+layer's variable. Otherwise (a po2 exponent beyond QKeras' range or max_value, the ap_int<2> code -2 of a
+ternary/binary bias) the emulator stands in for the layer's quantizer while it lives: faulty elements take their
+value as is, every other element is quantized as before (the quantizer is put back when the emulator is
+garbage-collected or closed). Keras arrays keep the output channel on the last axis: flat index i of a kernel
+belongs to channel i % C.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flow.errors import FlowError
-from flow.fixedpoint import FaultKind, FixedFormat, format_of_quantizer
+from flow.fixedpoint import FaultKind, FixedFormat, WordFormat, format_of_quantizer
 
 WEIGHT_LAYER_TYPES = ("QConv2D", "QDense")
 
@@ -34,7 +40,7 @@ class WeightArray:
     layer: str
     array: str
     shape: tuple[int, ...]
-    fmt: FixedFormat
+    fmt: WordFormat
     channels: int  # output channels (filters or units) of the layer
 
     @property
@@ -63,9 +69,58 @@ def weight_arrays(model) -> dict[tuple[str, str], WeightArray]:
             quantizer = getattr(layer, f"{name}_quantizer_internal", None)
             if quantizer is None:
                 raise FlowError(f"layer '{layer.name}' has no {name}_quantizer: its words are undefined")
-            fmt = format_of_quantizer(quantizer, f"layer '{layer.name}' {name}")
+            if isinstance(quantizer, _Override):  # another emulator stands in for it
+                quantizer = quantizer.quantizer
+            fmt = format_of_quantizer(quantizer, f"layer '{layer.name}' {name} ({_describe(quantizer)})", name)
             arrays[(layer.name, name)] = WeightArray(layer.name, name, tuple(variable.shape), fmt, channels)
     return arrays
+
+
+def _describe(quantizer) -> str:
+    try:
+        return str(quantizer)
+    except Exception:  # QKeras' own __str__ fails on some settings (quantized_po2 stochastic without max_value)
+        return type(quantizer).__name__
+
+
+class _Override:
+    """Stands in for a layer's quantizer: elements under ``mask`` take ``value`` as is, the others are quantized."""
+
+    def __init__(self, quantizer, shape: tuple[int, ...]):
+        import tensorflow as tf
+
+        self.quantizer = quantizer
+        self.mask = tf.Variable(np.zeros(shape, dtype=bool), trainable=False)
+        self.value = tf.Variable(np.zeros(shape, dtype=np.float32), trainable=False)
+        self.users = 0
+
+    def __call__(self, x):
+        import tensorflow as tf
+
+        return tf.where(self.mask, tf.cast(self.value, x.dtype), self.quantizer(x))
+
+    def __getattr__(self, name: str):
+        if name == "quantizer":
+            raise AttributeError(name)
+        return getattr(self.quantizer, name)
+
+    def clear(self) -> None:
+        self.mask.assign(np.zeros(self.mask.shape, dtype=bool))
+
+
+def _release(layer, attribute: str, override: _Override) -> None:
+    """One emulator less uses ``override``; the last one puts the layer's own quantizer back."""
+    override.clear()
+    override.users -= 1
+    if override.users == 0 and getattr(layer, attribute, None) is override:
+        object.__setattr__(layer, attribute, override.quantizer)
+
+
+def _maps_words_to_themselves(quantizer, fmt) -> bool:
+    if isinstance(fmt, FixedFormat) and type(quantizer).__name__ == "quantized_bits":
+        return True  # every word of quantized_bits(alpha=1) is a point of its grid (tests/test_fixedpoint.py)
+    values = fmt.all_values().astype(np.float32)
+    return bool(np.array_equal(np.asarray(quantizer(values), dtype=np.float32), values))
 
 
 class FaultEmulator:
@@ -77,11 +132,41 @@ class FaultEmulator:
         self._variables = {key: getattr(model.get_layer(key[0]), key[1]) for key in self.arrays}
         self._original = {key: var.numpy().copy() for key, var in self._variables.items()}
         self.quantized = {key: self._quantize(key) for key in self.arrays}
+        for key, array in self.arrays.items():
+            try:
+                array.fmt.to_word(self.quantized[key])
+            except FlowError as exc:
+                raise FlowError(f"layer '{key[0]}' {key[1]}: quantized weights do not fit its words: {exc}") from None
         self._dirty: set[tuple[str, str]] = set()
+        self._overrides: dict[tuple[str, str], _Override] = {}
+        self._releases: list[weakref.finalize] = []
+        for key, array in self.arrays.items():
+            layer = model.get_layer(key[0])
+            attribute = f"{key[1]}_quantizer_internal"
+            quantizer = getattr(layer, attribute)
+            if isinstance(quantizer, _Override):
+                override = quantizer
+            elif _maps_words_to_themselves(quantizer, array.fmt):
+                continue
+            else:
+                override = _Override(quantizer, array.shape)
+                object.__setattr__(layer, attribute, override)  # past Keras' tracking: the quantizer stays tracked
+            override.users += 1
+            self._overrides[key] = override
+            self._releases.append(weakref.finalize(self, _release, layer, attribute, override))
+
+    def close(self) -> None:
+        """Give the layers their own quantizers back now (also done when the emulator is garbage-collected)."""
+        self.restore()
+        for release in self._releases:
+            release()
+        self._overrides.clear()
 
     def _quantize(self, key: tuple[str, str]) -> np.ndarray:
         layer = self.model.get_layer(key[0])
         quantizer = getattr(layer, f"{key[1]}_quantizer_internal")
+        if isinstance(quantizer, _Override):
+            quantizer = quantizer.quantizer
         return np.asarray(quantizer(self._original[key]), dtype=np.float64)
 
     def check(self, fault: Fault) -> WeightArray:
@@ -111,13 +196,21 @@ class FaultEmulator:
         """Write faulty quantized values into the model (other weights keep their stored floats)."""
         for key, values in self.faulty_values(faults).items():
             differs = values != self.quantized[key]
-            self._variables[key].assign(np.where(differs, values, self._original[key]).astype(np.float32))
+            override = self._overrides.get(key)
+            if override is not None:
+                override.value.assign(values.astype(np.float32))
+                override.mask.assign(differs)
+            else:
+                self._variables[key].assign(np.where(differs, values, self._original[key]).astype(np.float32))
             self._dirty.add(key)
 
     def restore(self) -> None:
         """Put every faulty weight array back as it was."""
         for key in self._dirty:
-            self._variables[key].assign(self._original[key])
+            if key in self._overrides:
+                self._overrides[key].clear()
+            else:
+                self._variables[key].assign(self._original[key])
         self._dirty.clear()
 
     @contextmanager
