@@ -9,6 +9,9 @@ hls4ml's own inference, a type that represents the exact result where one exists
 - average pooling over N values (N a power of two): accumulator = input + log2 N integer and fractional bits,
   result = input + log2 N fractional bits; otherwise the same widths and the layer is reported inexact;
 - max pooling (also global): the input's type;
+- Dense/Conv with po2 or binary weights (hls4ml's inference skips them): accumulator and result wide enough for
+  the worst-case sum, with the weights' fractional bits (po2 exponents below hls4ml's shift-product range are
+  reported inexact);
 - BatchNormalization: scale and bias as fixed types wide enough for their float32 values (inexact: QKeras
   computes the normalization in float32, hls4ml in fixed point; they agree unless a value lies within the
   rounding error of the next quantizer's step).
@@ -78,6 +81,76 @@ def _bn_types(node) -> None:
         node.weights[name].update_precision(precision)
 
 
+def _special_weights(node) -> str | None:
+    """'po2' or 'binary' for a Dense/Conv node whose weights hls4ml's precision inference skips, else None."""
+    from hls4ml.model.types import ExponentPrecisionType, XnorPrecisionType
+
+    if "weight" not in node.weights or "accum_t" not in node.types:
+        return None
+    precision = node.weights["weight"].type.precision
+    if isinstance(precision, ExponentPrecisionType):
+        return "po2"
+    return "binary" if isinstance(precision, XnorPrecisionType) else None
+
+
+def weight_values(node) -> np.ndarray:
+    """A Dense/Conv node's weights as numbers, (fan-in, channels): xnor words 0/1 mean -1/+1."""
+    data = np.asarray(node.weights["weight"].data, dtype=np.float64)
+    if _special_weights(node) == "binary":
+        data = 2.0 * data - 1.0
+    return data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(-1, 1)
+
+
+def sum_range(node, inp) -> tuple[float, float]:
+    """Smallest and largest sum of products + bias of any output channel over every input ``inp`` allows."""
+    lo_x, hi_x = _range(inp)
+    w = weight_values(node)
+    bias = np.asarray(node.weights["bias"].data, dtype=np.float64).reshape(-1) if "bias" in node.weights else 0.0
+    lo = np.sum(np.minimum(w * lo_x, w * hi_x), axis=0) + bias
+    hi = np.sum(np.maximum(w * lo_x, w * hi_x), axis=0) + bias
+    return float(lo.min()), float(hi.max())
+
+
+def _integer_bits(lo: float, hi: float) -> int:
+    """Integer bits (sign included when lo < 0) of a fixed type holding every value in [lo, hi]."""
+    top = max(abs(lo), abs(hi), 2.0**-30)
+    return math.floor(math.log2(top)) + 1 + (1 if lo < 0 else 0)
+
+
+def _special_accumulator(node, inp) -> None:
+    """Exact accum/result types for po2 (shifts) and binary (+-x) weights, which hls4ml gives its default type.
+
+    Sized from the types, as hls4ml sizes quantized_bits layers (any word of the weight and bias types fits, so a
+    fault never wraps the sum): N products of at most max|x| * max|w| each, plus the bias type's range."""
+    kind = _special_weights(node)
+    w_type = node.weights["weight"].type.precision
+    if kind == "po2":  # exponent field of w_type.width bits: e in [-2^(width-1), 2^(width-1) - 1]
+        half = 1 << (w_type.width - 1)
+        weight_max, weight_frac = 2.0 ** (half - 1), half
+    else:
+        weight_max, weight_frac = 1.0, 0
+    x_lo, x_hi = _range(inp)
+    n_terms = int(np.prod(np.shape(node.weights["weight"].data)[:-1])) or 1
+    product = max(abs(x_lo), abs(x_hi)) * weight_max
+    b_lo, b_hi, bias_frac = 0.0, 0.0, 0
+    if "bias" in node.weights:
+        b_type = node.weights["bias"].type.precision
+        b_lo, b_hi = _range(b_type)
+        bias_frac = b_type.width - b_type.integer
+    frac = max(inp.width - inp.integer + weight_frac, bias_frac)
+    integer = _integer_bits(-n_terms * product + b_lo, n_terms * product + b_hi)
+    exact, why = True, f"sum of {n_terms} products with {kind} weights (hls4ml does not infer these), bias included"
+    nonzero = np.abs(weight_values(node))
+    nonzero = nonzero[nonzero > 0]
+    used_frac = max(0, -math.floor(math.log2(nonzero.min()))) if nonzero.size else 0
+    limit = w_type.width + inp.integer  # hls4ml's shift product keeps exponent width + input width frac bits
+    if kind == "po2" and used_frac > limit:
+        exact, why = False, f"{why}; exponents below -{limit} lose bits in hls4ml's shift product type"
+    for type_name in ("accum_t", "result_t"):
+        if _unspecified(node.types[type_name].precision):
+            _record(node, type_name, _fixed(integer + frac, integer, True), why, exact)
+
+
 def _pass_class():
     from hls4ml.model.layers import Activation, BatchNormalization, GlobalPooling2D, Pooling2D
     from hls4ml.model.optimizer import OptimizerPass
@@ -88,6 +161,10 @@ def _pass_class():
         def match(self, node):
             if isinstance(node, BatchNormalization):
                 return any(_unspecified(node.types[t].precision) for t in ("scale_t", "bias_t"))
+            if _special_weights(node):
+                inp = node.get_input_variable()
+                known = inp is not None and _is_fixed(inp.type.precision)
+                return known and any(_unspecified(node.types[t].precision) for t in ("accum_t", "result_t"))
             if not isinstance(node, Activation | Pooling2D | GlobalPooling2D):
                 return False
             if isinstance(node, Activation) and node.get_attr("activation") not in ("relu", "linear"):
@@ -105,7 +182,9 @@ def _pass_class():
                 _bn_types(node)
                 return False
             inp = node.get_input_variable().type.precision
-            if isinstance(node, Activation):
+            if _special_weights(node):
+                _special_accumulator(node, inp)
+            elif isinstance(node, Activation):
                 _record(node, "result_t", inp, f"{node.get_attr('activation')} of the input: its type is exact")
             elif node.get_attr("pool_op") == "Average":
                 area = (
@@ -196,21 +275,15 @@ def wrap_risks(graph) -> list[dict]:
     for node in graph.get_layers():
         if "weight" not in node.weights or "accum_t" not in node.types:
             continue
-        inp = _range(node.get_input_variable().type.precision)
-        weights = np.asarray(node.weights["weight"].data, dtype=np.float64)
-        if inp is None or weights.ndim < 2:
+        inp = node.get_input_variable().type.precision
+        if _range(inp) is None:
             continue
-        w = weights.reshape(-1, weights.shape[-1])
-        bias = np.asarray(node.weights["bias"].data, dtype=np.float64).reshape(-1) if "bias" in node.weights else 0.0
-        lo = np.sum(np.minimum(w * inp[0], w * inp[1]), axis=0) + bias
-        hi = np.sum(np.maximum(w * inp[0], w * inp[1]), axis=0) + bias
-        worst_lo, worst_hi = float(lo.min()), float(hi.max())
+        worst_lo, worst_hi = sum_range(node, inp)
         for type_name in ("accum_t", "result_t"):
             held = _range(node.types[type_name].precision)
             if held is None or (held[0] <= worst_lo and worst_hi <= held[1]):
                 continue
-            top = max(abs(worst_lo), abs(worst_hi), 2.0**-30)
-            safe = math.floor(math.log2(top)) + 1 + (1 if worst_lo < 0 else 0)
+            safe = _integer_bits(worst_lo, worst_hi)
             risks.append({
                 "layer": node.name, "type": type_name, "precision": str(node.types[type_name].precision),
                 "worst_case": [worst_lo, worst_hi], "safe_integer_bits": safe,

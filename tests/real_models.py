@@ -9,7 +9,17 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-from qkeras import QActivation, QBatchNormalization, QConv2D, QDense, quantized_bits, quantized_relu
+from qkeras import (
+    QActivation,
+    QBatchNormalization,
+    QConv2D,
+    QDense,
+    binary,
+    quantized_bits,
+    quantized_po2,
+    quantized_relu,
+    ternary,
+)
 
 layers = tf.keras.layers
 
@@ -113,6 +123,44 @@ def concat_cnn() -> tf.keras.Model:
     return tf.keras.Model(inp, out, name="concat_cnn")
 
 
+def jet_mlp() -> tf.keras.Model:
+    """hls4ml's jet-tagging tutorial style: a Sequential QDense stack with built-in activations, softmax head."""
+    return tf.keras.Sequential(
+        [
+            layers.Input((64,), name="features"),
+            QDense(32, kernel_quantizer=_q(), bias_quantizer=_q(), activation=quantized_relu(6), name="fc1"),
+            QDense(16, kernel_quantizer=_q(), bias_quantizer=_q(), activation="quantized_relu(6)", name="fc2"),
+            QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="output"),
+            layers.Activation("softmax", name="softmax"),
+        ],
+        name="jet_mlp",
+    )
+
+
+def po2_ternary_cnn() -> tf.keras.Model:
+    """Power-of-two conv weights (3-bit exponents: inside hls4ml's exact shift range) and a ternary head."""
+    inp = layers.Input((8, 8, 1))
+    x = QConv2D(4, 3, kernel_quantizer=quantized_po2(3, 1), bias_quantizer=_q(8, 3), name="po2_conv")(inp)
+    x = QActivation(quantized_relu(6, 2), name="relu")(x)
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Flatten(name="flat")(x)
+    x = QDense(10, kernel_quantizer=ternary(alpha=1), bias_quantizer=_q(8, 3), name="ternary_fc")(x)
+    return tf.keras.Model(inp, layers.Activation("softmax", name="probabilities")(x), name="po2_ternary_cnn")
+
+
+def binary_mlp() -> tf.keras.Model:
+    """A binary-weight hidden layer (xnor words in hls4ml) with a built-in quantized relu."""
+    return tf.keras.Sequential(
+        [
+            layers.Input((64,), name="pixels"),
+            QDense(32, kernel_quantizer=binary(alpha=1), bias_quantizer=_q(8, 3), activation=quantized_relu(6, 2),
+                   name="binary_fc"),
+            QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="logits"),
+        ],
+        name="binary_mlp",
+    )  # fmt: skip
+
+
 REAL_MODELS: dict[str, Callable[[], tf.keras.Model]] = {
     "hls4ml_cnn": hls4ml_cnn,
     "float_relu_cnn": float_relu_cnn,
@@ -121,6 +169,9 @@ REAL_MODELS: dict[str, Callable[[], tf.keras.Model]] = {
     "pooling_cnn": pooling_cnn,
     "strided_cnn": strided_cnn,
     "concat_cnn": concat_cnn,
+    "jet_mlp": jet_mlp,
+    "po2_ternary_cnn": po2_ternary_cnn,
+    "binary_mlp": binary_mlp,
 }
 
 
@@ -137,6 +188,7 @@ def trained(name: str, epochs: int = 2) -> tf.keras.Model:
     tf.keras.utils.set_random_seed(0)
     model = REAL_MODELS[name]()
     x, y = digits_images()
+    x = x.reshape(len(x), *model.input_shape[1:])  # the MLP takes the 64 pixels as features
     probabilities = "softmax" in str(model.layers[-1].get_config().get("activation"))
     model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=not probabilities))
     model.fit(x, y, epochs=epochs, verbose=0)

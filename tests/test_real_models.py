@@ -36,7 +36,7 @@ def test_normalization_is_exact_and_canonical(name):
     normalized = normalize_model(model)
     check_model(normalized.model)
     x, _ = digits_images(100)
-    report = check_normalization(model, normalized, x)
+    report = check_normalization(model, normalized, x.reshape(len(x), *model.input_shape[1:]))
     assert report["bit_exact"], report
     for layer in normalized.model.layers:
         assert type(layer).__name__ not in ("Dropout", "QBatchNormalization", "Softmax")
@@ -105,7 +105,7 @@ def real_runs(saved_models, tmp_path_factory):
             {
                 "seed": 0, "data": DIGITS, "model": {"path": str(path)}, "hls": {"csim_opt": "O1"},
                 "rank": {"method": "first_order", "images": 20},
-                "inject": {"sampling": "count", "count": 20, "samples": 20, "workers": 1},
+                "inject": {"sampling": "count", "count": 20, "samples": 20, "workers": 1, "crosscheck": 10},
             },
             name,
         )  # fmt: skip
@@ -128,6 +128,7 @@ def test_real_model_end_to_end(real_runs, name):
     assert harden["no_fault_bit_exact"] and harden["total"]["extra_channels"] > 0
     inject = json.loads((out / "inject" / "summary.json").read_text())
     assert inject["total"]["n_faults"] == 20
+    assert inject["crosscheck"]["mismatches"] == 0  # C-sim faults = bit-exact Keras emulation
     assert inject["golden_accuracy"] == verify["csim_accuracy"] or verify["n_samples"] != inject["samples"]
 
 
