@@ -6,6 +6,9 @@
 - a final softmax/sigmoid (an Activation/Softmax layer, or built into the last layer) is stripped: campaigns
   compare and inject on the logits (hls4ml's softmax is a lookup table);
 - Dropout and other inference-time identities are removed; a plain ``ReLU`` layer becomes Activation('relu');
+- QConv2DBatchnorm becomes the QConv2D it computes at inference: kernel and bias folded with the moving statistics
+  (the same float32 operations as QKeras), then quantized by the same quantizers, so rank/harden/estimate see an
+  ordinary convolution with its channels;
 - BatchNormalization / QBatchNormalization are kept (folding them into quantized weights would move the weights
   off their quantizer grid and change the model); hls4ml computes them in fixed point (see flow/hls_precision.py).
 
@@ -113,6 +116,13 @@ def normalize_model(model) -> Normalized:
             stripped.append(_output_activation(layer))
             actions.append({"layer": layer.name, "action": "stripped", "why": "final softmax/sigmoid: logits kept"})
             replace[layer.name] = lambda _layer, inputs: inputs
+        elif kind == "QConv2DBatchnorm":
+            act = _activation_name(getattr(layer, "activation", None))
+            act_name = _unique(f"{layer.name}_act", taken) if act else None
+            actions.append({"layer": layer.name, "action": "folded", "why": "QConv2DBatchnorm as the QConv2D it "
+                            "computes at inference (kernel and bias folded with the moving statistics)",
+                            **({"activation": act, "into": act_name} if act else {})})  # fmt: skip
+            replace[layer.name] = _folding(act_name)
         elif kind == "QBatchNormalization":
             actions.append({"layer": layer.name, "action": "replaced", "why": "QBatchNormalization as a "
                             "BatchNormalization holding its quantized gamma, beta, mean and variance (what QKeras "
@@ -181,6 +191,30 @@ class _Deferred:
         return out
 
 
+def _folding(act_name: str | None):
+    def fold(layer, inputs):
+        from qkeras import QConv2D
+
+        conv = QConv2D(
+            layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
+            dilation_rate=layer.dilation_rate, kernel_quantizer=layer.kernel_quantizer,
+            bias_quantizer=layer.bias_quantizer, use_bias=True, name=layer.name,
+        )  # fmt: skip
+        x = _Deferred(conv, [np.asarray(w, dtype=np.float32) for w in layer.get_folded_weights()])(inputs)
+        return x if act_name is None else _activation_layer(layer.activation, act_name)(x)
+
+    return fold
+
+
+def _activation_layer(activation, name: str):
+    import tensorflow as tf
+    from qkeras import QActivation
+
+    if _is_quantizer(activation):
+        return QActivation(activation, name=name)
+    return tf.keras.layers.Activation(activation.__name__, name=name)
+
+
 def _plain_batchnorm(layer, inputs):
     """A BatchNormalization with the QBatchNormalization's quantized parameters."""
     import tensorflow as tf
@@ -202,14 +236,7 @@ def _plain_batchnorm(layer, inputs):
 
 def _splitter(act_name: str):
     def split(layer, inputs):
-        import tensorflow as tf
-        from qkeras import QActivation
-
-        x = _linear_twin(layer)(inputs)
-        activation = layer.activation
-        if _is_quantizer(activation):
-            return QActivation(activation, name=act_name)(x)
-        return tf.keras.layers.Activation(activation.__name__, name=act_name)(x)
+        return _activation_layer(layer.activation, act_name)(_linear_twin(layer)(inputs))
 
     return split
 

@@ -13,6 +13,7 @@ from qkeras import (
     QActivation,
     QBatchNormalization,
     QConv2D,
+    QConv2DBatchnorm,
     QDense,
     binary,
     quantized_bits,
@@ -161,6 +162,17 @@ def binary_mlp() -> tf.keras.Model:
     )  # fmt: skip
 
 
+def folded_bn_cnn() -> tf.keras.Model:
+    """QKeras' QConv2DBatchnorm (BatchNorm folded into the quantized kernel) with a built-in quantized relu."""
+    inp = layers.Input((8, 8, 1))
+    x = QConv2DBatchnorm(4, 3, kernel_quantizer=_q(8, 2), bias_quantizer=_q(8, 3), activation=quantized_relu(6, 2),
+                         name="conv_bn")(inp)  # fmt: skip
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Flatten(name="flat")(x)
+    out = QDense(10, kernel_quantizer=_q(), bias_quantizer=_q(), name="fc")(x)
+    return tf.keras.Model(inp, out, name="folded_bn_cnn")
+
+
 REAL_MODELS: dict[str, Callable[[], tf.keras.Model]] = {
     "hls4ml_cnn": hls4ml_cnn,
     "float_relu_cnn": float_relu_cnn,
@@ -172,6 +184,7 @@ REAL_MODELS: dict[str, Callable[[], tf.keras.Model]] = {
     "jet_mlp": jet_mlp,
     "po2_ternary_cnn": po2_ternary_cnn,
     "binary_mlp": binary_mlp,
+    "folded_bn_cnn": folded_bn_cnn,
 }
 
 
