@@ -94,6 +94,18 @@ def _depth_cycles(terms: int, kind: str, clock_ns: float) -> int:
     return math.ceil((MULT_NS[kind] + levels * ADDER_NS) / clock_ns) + 1
 
 
+def _weight_digits(precision, values: np.ndarray, width: int) -> np.ndarray:
+    """Integer codes of the constant weights (csd digits of each = its shift-and-add cost): fixed/integer words
+    scaled to integers; po2 weights are one shift (one signed digit); binary (xnor) weights are +-1."""
+    from hls4ml.model.types import ExponentPrecisionType, XnorPrecisionType
+
+    if isinstance(precision, ExponentPrecisionType):
+        return np.sign(values).astype(np.int64)
+    if isinstance(precision, XnorPrecisionType):
+        return np.where(values > 0, 1, -1).astype(np.int64)
+    return np.rint(values * 2.0 ** (width - int(precision.integer))).astype(np.int64)
+
+
 def _matmul(layer, family: str, clock_ns: float, io_stream: bool) -> LayerEstimate:
     """Dense and Conv layers: hls4ml's dense kernel per output pixel (Latency or Resource strategy)."""
     attrs = layer.attributes
@@ -107,8 +119,8 @@ def _matmul(layer, family: str, clock_ns: float, io_stream: bool) -> LayerEstima
     resource = str(attrs.get("strategy", "latency")).lower() == "resource"
     conv = "n_filt" in attrs
     pf = int(attrs.get("parallelization_factor", 1)) if conv and not io_stream else 1
-    nonzero = int(np.count_nonzero(values))
-    ints = np.rint(values * 2.0 ** (w_w - int(attrs["weight_t"].precision.integer))).astype(np.int64)
+    ints = _weight_digits(attrs["weight_t"].precision, values, w_w)
+    nonzero = int(np.count_nonzero(ints))
     bias = np.asarray(layer.weights["bias"].data) if "bias" in layer.weights else np.zeros(n_out_chan)
 
     lut = ff = 0.0

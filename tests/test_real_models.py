@@ -16,7 +16,7 @@ from flow.modelio import check_model
 from flow.normalize import check_normalization, normalize_model
 
 DIGITS = {"name": "digits", "n_train": 300, "n_test": 50}
-STEPS = ["load", "rank", "harden", "convert", "verify", "inject"]
+STEPS = ["load", "rank", "harden", "convert", "verify", "inject", "estimate"]
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,15 @@ def test_real_model_end_to_end(real_runs, name):
     inject = json.loads((out / "inject" / "summary.json").read_text())
     assert inject["total"]["n_faults"] == 20
     assert inject["crosscheck"]["mismatches"] == 0  # C-sim faults = bit-exact Keras emulation
+    # every weight layer of the hls4ml graph is ranked, hardened, tallied and estimated (none silently skipped)
+    table = json.loads((out / "convert" / "hls_project" / "fi_arrays.json").read_text())
+    graph_layers = {r["layer"] for r in table if r["kind"] == "weight" and "_copy" not in r["layer"]}
+    ranking = json.loads((out / "rank" / "ranking.json").read_text())
+    assert set(ranking["layers"]) == graph_layers
+    assert set(harden["layers"]) == graph_layers
+    assert all(harden["layers"][name]["macs"] > 0 for name in graph_layers)
+    estimate = {row["name"]: row for row in json.loads((out / "estimate" / "resources.json").read_text())["layers"]}
+    assert all(estimate[name]["LUT"] + estimate[name]["DSP"] > 0 for name in graph_layers)
     assert inject["golden_accuracy"] == verify["csim_accuracy"] or verify["n_samples"] != inject["samples"]
 
 
