@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from flow.errors import FlowError
-from flow.schema import build, rng, to_plain
+from flow.schema import IDENTIFIER, build, identifier, rng, to_plain
 
 
 class DataName(enum.StrEnum):
@@ -25,6 +26,7 @@ class ZooName(enum.StrEnum):
     LENET = "lenet"
     VGG_TINY = "vgg_tiny"
     RESNET_TINY = "resnet_tiny"
+    RESNET8 = "resnet8"  # MLPerf Tiny image classification (without BatchNorm)
     MLP = "mlp"
 
 
@@ -110,12 +112,20 @@ class HlsConfig:
     reuse_factor: int = field(default=1, metadata=rng(1, 4096))
     default_precision: str = "fixed<16,6>"  # for layers whose precision QKeras does not fix
     input_precision: str | None = None  # null = exactly the data grid: ufixed<input_frac_bits+1, 1>
-    project_name: str = "myproject"
+    project_name: str = field(default="myproject", metadata=identifier())  # top function, file names
     csim_opt: OptLevel = OptLevel.O3  # g++ optimisation of the C-sim library (O1 compiles ~40 % faster)
+    csim_cache: bool = True  # reuse compiled C-sim code from $FTFLOW_CACHE/csim (~/.cache/ftflow/csim)
     layers: dict[str, LayerOverride] = field(default_factory=dict)  # per-layer overrides by layer name
     # also write convert/hls_project_ip: the project with the softmax/sigmoid head that load stripped, for export
     # (campaigns and verify always use the logits)
     keep_softmax: bool = False
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(IDENTIFIER, self.project_name):
+            raise FlowError(
+                f"project_name: got {self.project_name!r}; allowed: a letter or _, then letters, digits or _ "
+                "(it names the top function, files and the build script's target)"
+            )
 
 
 @dataclass(frozen=True)
@@ -382,15 +392,31 @@ def config_from_dict(data: dict, source: str = "config") -> RunConfig:
     return build(RunConfig, data, source)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing aliases (``*name``): no exponential 'billion laughs' expansion."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"aliases (*{event.anchor}) are not allowed in a run configuration, line "
+                                 f"{event.start_mark.line + 1}")  # fmt: skip
+        return super().compose_node(parent, index)
+
+
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML run configuration (yaml.safe_load only)."""
+    """Read and validate a YAML run configuration (a yaml.SafeLoader that refuses aliases, at most 1 MiB)."""
     path = Path(path)
     if not path.is_file():
         raise FlowError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise FlowError(f"{path}: {path.stat().st_size} bytes; a run configuration is at most {MAX_CONFIG_BYTES}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_NoAliasLoader)  # a safe loader (SafeLoader) without aliases
     except yaml.YAMLError as exc:
-        raise FlowError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise FlowError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
     return config_from_dict(data, str(path))
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flow.errors import FlowError
+from flow.schema import IDENTIFIER
 
 # Keras layer types hls4ml converts for us, and those that must be replaced by a quantized twin.
 SUPPORTED_LAYERS = {
@@ -88,6 +90,11 @@ def layer_problems(model) -> dict[str, str]:
 
 def _layer_problem(layer) -> str | None:
     kind = type(layer).__name__
+    if not re.fullmatch(IDENTIFIER, layer.name):
+        return (
+            f"({kind}): its name becomes a C++ identifier in the hls4ml project; allowed: a letter or _, then "
+            "letters, digits or _ (at most 64): rename the layer"
+        )
     if kind in UNQUANTIZED:
         return f"({kind}) is not quantized: use {UNQUANTIZED[kind]} so the FPGA arithmetic is defined by the model"
     if kind not in SUPPORTED_LAYERS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import re
 import types
 import typing
 from typing import Any
@@ -98,8 +99,17 @@ def _convert(tp: Any, value: Any, source: str, path: str, meta: Any = None) -> A
     if not ok:
         raise FlowError(f"{where}: got {value!r}, expected {_describe(tp)}")
     value = float(value) if tp is float else value
-    _check_range(value, where, meta or {})
+    if tp is str:
+        _check_pattern(value, where, meta or {})
+    else:
+        _check_range(value, where, meta or {})
     return value
+
+
+def _check_pattern(value: str, where: str, meta: Any) -> None:
+    pattern = meta.get("pattern")
+    if pattern is not None and not re.fullmatch(pattern, value):
+        raise FlowError(f"{where}: got {value!r}; allowed: {meta['pattern_doc']} (pattern {pattern})")
 
 
 def _check_range(value: Any, where: str, meta: Any) -> None:
@@ -125,6 +135,14 @@ def to_plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_plain(v) for k, v in obj.items()}
     return obj
+
+
+IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]{0,63}"  # what may reach a file name, a C++ identifier or a shell
+
+
+def identifier() -> Any:
+    """Field metadata for names that reach generated C++, file names or build scripts."""
+    return {"pattern": IDENTIFIER, "pattern_doc": "a letter or _, then letters, digits or _ (at most 64)"}
 
 
 def rng(lo: float | None = None, hi: float | None = None, **kw: bool) -> Any:

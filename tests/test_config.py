@@ -97,3 +97,48 @@ def test_compare_cases_sweep_ratios_and_budgets():
         {"harden": {"selection": "budget", "budget": 7}, "compare": {"variants": ["selective_min"]}}
     )
     assert [(c.label, case_config(as_given, c)[0].harden.budget) for c in cases(as_given)][1] == ("selective_min", 7.0)
+
+
+def test_names_reaching_cpp_files_or_shell_are_validated(tmp_path):
+    """hls.project_name reaches hls4ml's build_lib.sh: shell text is refused before anything runs."""
+    from flow.cli import main
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text('hls: {project_name: "p;echo${IFS}pwned>PWNED;p"}\n')
+    with pytest.raises(FlowError, match=r"hls\.project_name: got 'p;echo\$\{IFS\}pwned>PWNED;p'; allowed: a letter"):
+        load_config(path)
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), "--steps", "load"]) == 2
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "o").exists()
+    from flow.config import HlsConfig
+
+    with pytest.raises(FlowError, match="project_name: got 'a b'"):
+        HlsConfig(project_name="a b")
+
+
+def test_yaml_aliases_are_refused_in_one_short_line(tmp_path, capsys):
+    from flow.cli import main
+
+    bomb = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [f"{c}: &{c} [{', '.join(['*' + p] * 9)}]"
+                                                   for p, c in zip("abcdefgh", "bcdefghi", strict=True)]  # fmt: skip
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(bomb) + "\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "aliases (*a) are not allowed" in err and len(err) < 400 and "\n" not in err
+    big = tmp_path / "big.yaml"
+    big.write_text("seed: 1\n" + "#" * (1 << 20))
+    with pytest.raises(FlowError, match="a run configuration is at most"):
+        load_config(big)
+
+
+def test_layer_names_that_are_not_identifiers_are_refused(tmp_path):
+    import tensorflow as tf
+    from qkeras import QDense, quantized_bits
+
+    from flow.modelio import check_model
+
+    q = quantized_bits(6, 0, alpha=1)
+    inp = tf.keras.layers.Input((4,), name="x")
+    model = tf.keras.Model(inp, QDense(2, kernel_quantizer=q, bias_quantizer=q, name="fc-1")(inp))
+    with pytest.raises(FlowError, match=r"layer 'fc-1' \(QDense\): its name becomes a C\+\+ identifier"):
+        check_model(model)
