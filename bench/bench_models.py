@@ -24,6 +24,11 @@ ZOO = {  # name -> (data, model section)
     "lenet": ({"name": "digits"}, {"name": "lenet", "input_shape": [8, 8, 1]}),
     "vgg_tiny": ({"name": "synthetic", "shape": [16, 16, 3], "samples": 600, "classes": 5}, {"name": "vgg_tiny"}),
     "resnet_tiny": ({"name": "synthetic", "shape": [8, 8, 3], "samples": 600, "classes": 5}, {"name": "resnet_tiny"}),
+    "resnet8": (  # MLPerf Tiny's ResNet-8 (~78k parameters, 8-bit): C-sim ~0.25 s/image, so a campaign takes minutes
+        {"name": "synthetic", "shape": [32, 32, 3], "samples": 400, "classes": 10},
+        {"name": "resnet8", "weight_bits": 8, "act_bits": 8},
+    ),
+    "mlp": ({"name": "synthetic", "shape": [16], "samples": 600, "classes": 5}, {"name": "mlp"}),
 }
 
 

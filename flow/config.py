@@ -113,7 +113,7 @@ class HlsConfig:
     default_precision: str = "fixed<16,6>"  # for layers whose precision QKeras does not fix
     input_precision: str | None = None  # null = exactly the data grid: ufixed<input_frac_bits+1, 1>
     project_name: str = field(default="myproject", metadata=identifier())  # top function, file names
-    csim_opt: OptLevel = OptLevel.O3  # g++ optimisation of the C-sim library (O1 compiles ~40 % faster)
+    csim_opt: OptLevel = OptLevel.O3  # g++ level of the C-sim library (io_parallel im2col code: always -O0)
     csim_cache: bool = True  # reuse compiled C-sim code from $FTFLOW_CACHE/csim (~/.cache/ftflow/csim)
     layers: dict[str, LayerOverride] = field(default_factory=dict)  # per-layer overrides by layer name
     # also write convert/hls_project_ip: the project with the softmax/sigmoid head that load stripped, for export

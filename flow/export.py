@@ -12,7 +12,7 @@ from flow.errors import FlowError
 from flow.schema import closest
 from flow.state import read_manifest
 
-BUILD_PRODUCTS = ("*.so", "*.o", "build_lib.log", "*_prj")
+BUILD_PRODUCTS = ("*.so", "*.o", "build_lib.log", "*_prj", "ftflow_build")
 BUILD_COMMAND = '{tool} -f build_prj.tcl "reset=1 csim=0 synth=1 cosim=0 validation=0 export=1 vsynth=0"'
 
 

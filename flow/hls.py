@@ -137,13 +137,43 @@ def write_ip_project(model, activation: str, cfg: HlsConfig, board: Board, input
     return project_of(graph, cfg, output_dir)
 
 
-def compile_project(project: HlsProject, opt_level: str = "O3") -> Path:
-    """Build the C-simulation library with the project's own build_lib.sh at ``-<opt_level>``; returns the .so."""
+def compile_project(project: HlsProject, opt_level: str = "O3", cache: bool = True) -> Path:
+    """Build the C-simulation library at ``-<opt_level>``; returns the .so.
+
+    The project's own sources, compiled as parallel, cached translation units (``flow/build_cache.py``; what was
+    compiled or reused is in ``ftflow_build/build_info.json``); hls4ml's ``build_lib.sh`` is kept (with the level
+    set in its CFLAGS, for users who rebuild by hand) and is run instead only when its form is not recognised."""
+    return compile_projects([project], opt_level, cache)[0]
+
+
+def compile_projects(projects: list[HlsProject], opt_level: str = "O3", cache: bool = True) -> list[Path]:
+    """``compile_project`` for independent projects at once: one pool of compiler processes over every project's
+    units, as many as there are cores (use this rather than threads around ``compile_project``)."""
+    from flow.build_cache import build_libraries
+
+    for project in projects:
+        _set_script_opt(project, opt_level)
+    results = build_libraries([p.directory for p in projects], opt_level, cache)
+    libraries = []
+    for project, result in zip(projects, results, strict=True):
+        if result is None:
+            _run_build_script(project)
+        library = project.library()
+        if library is None:
+            raise FlowError(f"no C-sim library was built in {project.directory}/firmware (see build_lib.log)")
+        libraries.append(library)
+    return libraries
+
+
+def _set_script_opt(project: HlsProject, opt_level: str) -> None:
     script = project.directory / "build_lib.sh"
     text = re.sub(r'CFLAGS="-O\d', f'CFLAGS="-{opt_level}', script.read_text(), count=1)
     if f'CFLAGS="-{opt_level}' not in text:
         raise FlowError(f'{script}: no CFLAGS="-O<n> line to set the optimisation level {opt_level}')
     script.write_text(text)
+
+
+def _run_build_script(project: HlsProject) -> None:
     result = subprocess.run(
         ["bash", "build_lib.sh"], cwd=project.directory, capture_output=True, text=True, check=False
     )
@@ -152,10 +182,6 @@ def compile_project(project: HlsProject, opt_level: str = "O3") -> Path:
         errors = [line for line in result.stderr.splitlines() if "error" in line.lower()][:3]
         detail = " | ".join(errors) or result.stderr[-300:]
         raise FlowError(f"g++ failed to compile {project.directory} (see build_lib.log): {detail}")
-    library = project.library()
-    if library is None:
-        raise FlowError(f"build_lib.sh produced no library in {project.directory}/firmware (see build_lib.log)")
-    return library
 
 
 def convert(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_dir: Path) -> tuple[HlsProject, dict]:
@@ -163,7 +189,7 @@ def convert(model, cfg: HlsConfig, board: Board, input_frac_bits: int, output_di
     Returns (project, hls4ml config)."""
     graph, config = write_project(model, cfg, board, input_frac_bits, output_dir)
     project = project_of(graph, cfg, output_dir)
-    compile_project(project, cfg.csim_opt.value)
+    compile_project(project, cfg.csim_opt.value, cfg.csim_cache)
     return project, config
 
 

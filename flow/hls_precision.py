@@ -94,11 +94,17 @@ def _special_weights(node) -> str | None:
 
 
 def weight_values(node) -> np.ndarray:
-    """A Dense/Conv node's weights as numbers, (fan-in, channels): xnor words 0/1 mean -1/+1."""
+    """A Dense/Conv node's weights as numbers, (fan-in, channels): xnor words 0/1 mean -1/+1. hls4ml stores
+    channels last, or first (Resource strategy transposes them); with neither, one column (a safe bound)."""
     data = np.asarray(node.weights["weight"].data, dtype=np.float64)
     if _special_weights(node) == "binary":
         data = 2.0 * data - 1.0
-    return data.reshape(-1, data.shape[-1]) if data.ndim > 1 else data.reshape(-1, 1)
+    channels = int(node.get_attr("n_filt", 0) or node.get_attr("n_out", 0) or 0)
+    if data.ndim > 1 and data.shape[-1] == channels:
+        return data.reshape(-1, channels)
+    if data.ndim > 1 and data.shape[0] == channels:
+        return data.reshape(channels, -1).T
+    return data.reshape(-1, 1)
 
 
 def sum_range(node, inp) -> tuple[float, float]:
@@ -130,7 +136,7 @@ def _special_accumulator(node, inp) -> None:
     else:
         weight_max, weight_frac = 1.0, 0
     x_lo, x_hi = _range(inp)
-    n_terms = int(np.prod(np.shape(node.weights["weight"].data)[:-1])) or 1
+    n_terms = weight_values(node).shape[0]
     product = max(abs(x_lo), abs(x_hi)) * weight_max
     b_lo, b_hi, bias_frac = 0.0, 0.0, 0
     if "bias" in node.weights:

@@ -1,5 +1,5 @@
-"""Model zoo: small QKeras CNNs and an MLP with linear logits (no softmax), every weight, bias and activation
-quantized.
+"""Model zoo: small QKeras CNNs (LeNet, VGG- and ResNet-style, MLPerf Tiny's ResNet-8) and an MLP with linear
+logits (no softmax), every weight, bias and activation quantized.
 
 Weights and biases use ``quantized_bits(weight_bits, weight_int_bits, alpha=1)`` (hls4ml: ap_fixed<bits, int+1>),
 activations ``quantized_relu(act_bits, act_int_bits)`` (ap_ufixed<bits, int, AP_RND_CONV, AP_SAT>). No BatchNorm,
@@ -12,7 +12,12 @@ from collections.abc import Callable
 
 from flow.config import ModelConfig, ZooName
 
-DEFAULT_FILTERS = {ZooName.LENET: (4, 8), ZooName.VGG_TINY: (8, 16, 16), ZooName.RESNET_TINY: (4, 4, 4)}
+DEFAULT_FILTERS = {
+    ZooName.LENET: (4, 8),
+    ZooName.VGG_TINY: (8, 16, 16),
+    ZooName.RESNET_TINY: (4, 4, 4),
+    ZooName.RESNET8: (16, 32, 64),  # MLPerf Tiny's widths: ~78k parameters at 32x32x3 and 10 classes
+}
 DEFAULT_HIDDEN_UNITS = (64, 32, 32)  # mlp: hls4ml's jet-tagging model (16 features -> 64 -> 32 -> 32 -> 5)
 
 
@@ -41,13 +46,15 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], classes: int):
     filters = cfg.filters or DEFAULT_FILTERS[cfg.name]
     need = len(DEFAULT_FILTERS[cfg.name])
     if len(filters) != need:
-        raise FlowError(f"model.filters: {cfg.name.value} has {need} conv layers, got {len(filters)} values")
+        what = "residual stacks (the stem takes the first width)" if cfg.name is ZooName.RESNET8 else "conv layers"
+        raise FlowError(f"model.filters: {cfg.name.value} has {need} {what}, got {len(filters)} values")
     if any(f < 1 for f in filters):
         raise FlowError(f"model.filters: every value must be >= 1, got {list(filters)}")
     builders: dict[ZooName, Callable] = {
         ZooName.LENET: _lenet,
         ZooName.VGG_TINY: _vgg_tiny,
         ZooName.RESNET_TINY: _resnet_tiny,
+        ZooName.RESNET8: _resnet8,
     }
     return builders[cfg.name](_Blocks(cfg), tuple(input_shape), classes, filters)
 
@@ -63,10 +70,18 @@ class _Blocks:
 
         return quantized_bits(self.cfg.weight_bits, self.cfg.weight_int_bits, alpha=1)
 
-    def conv(self, x, filters: int, name: str):
+    def conv(self, x, filters: int, name: str, kernel: int = 3, strides: int = 1):
         from qkeras import QConv2D
 
-        return QConv2D(filters, 3, padding="same", kernel_quantizer=self._wq(), bias_quantizer=self._wq(), name=name)(x)
+        return QConv2D(
+            filters,
+            kernel,
+            strides=strides,
+            padding="same",
+            kernel_quantizer=self._wq(),
+            bias_quantizer=self._wq(),
+            name=name,
+        )(x)
 
     def dense(self, x, units: int, name: str):
         from qkeras import QDense
@@ -131,6 +146,27 @@ def _resnet_tiny(b: _Blocks, input_shape, classes, filters):
     x = b.relu(layers.Add(name="add")([stem, y]), "relu3")
     x = layers.Flatten(name="flatten")(layers.MaxPooling2D(4, name="pool")(x))
     return tf.keras.Model(inp, b.dense(x, classes, "logits"), name="resnet_tiny")
+
+
+def _resnet8(b: _Blocks, input_shape, classes, filters):
+    """MLPerf Tiny image classification ResNet-8 (``resnet_v1_eembc``) without BatchNorm: stem conv, three residual
+    stacks (the 2nd and 3rd halve the map with a stride-2 conv and a 1x1 stride-2 shortcut conv), average pooling
+    over the whole remaining map, dense logits."""
+    import tensorflow as tf
+
+    _check_pooling(input_shape, 4, "resnet8")
+    layers = tf.keras.layers
+    inp = layers.Input(input_shape, name="image")
+    x = b.relu(b.conv(inp, filters[0], "conv1"), "relu1")
+    for s, width in enumerate(filters, start=1):  # the stem and stack 1 share the first width (identity Add)
+        strides = 1 if s == 1 else 2
+        y = b.relu(b.conv(x, width, f"s{s}_conv1", strides=strides), f"s{s}_relu1")
+        y = b.conv(y, width, f"s{s}_conv2")
+        shortcut = x if s == 1 else b.conv(x, width, f"s{s}_shortcut", kernel=1, strides=2)
+        x = b.relu(layers.Add(name=f"s{s}_add")([shortcut, y]), f"s{s}_relu")
+    x = layers.AveragePooling2D(tuple(int(d) for d in x.shape[1:3]), name="pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return tf.keras.Model(inp, b.dense(x, classes, "logits"), name="resnet8")
 
 
 def _mlp(b: _Blocks, input_shape, classes, units):

@@ -11,7 +11,13 @@ from flow.harden import harden_model, layer_costs, overhead_summary, select_chan
 from flow.rank import Ranking
 from flow.zoo import build_model
 
-SHAPES = {ZooName.LENET: (8, 8, 1), ZooName.VGG_TINY: (16, 16, 3), ZooName.RESNET_TINY: (8, 8, 3), ZooName.MLP: (16,)}
+SHAPES = {
+    ZooName.LENET: (8, 8, 1),
+    ZooName.VGG_TINY: (16, 16, 3),
+    ZooName.RESNET_TINY: (8, 8, 3),
+    ZooName.MLP: (16,),
+    ZooName.RESNET8: (16, 16, 3),
+}
 MODES = [
     (HardenMode.SELECTIVE, "min"),
     (HardenMode.SELECTIVE, "range"),

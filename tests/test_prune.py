@@ -11,7 +11,13 @@ from flow.prune import prune_groups, prune_model, select_removals
 from flow.rank import norm_scores
 from flow.zoo import build_model
 
-SHAPES = {ZooName.LENET: (16, 16, 1), ZooName.VGG_TINY: (16, 16, 3), ZooName.RESNET_TINY: (8, 8, 3), ZooName.MLP: (16,)}
+SHAPES = {
+    ZooName.LENET: (16, 16, 1),
+    ZooName.VGG_TINY: (16, 16, 3),
+    ZooName.RESNET_TINY: (8, 8, 3),
+    ZooName.MLP: (16,),
+    ZooName.RESNET8: (16, 16, 3),
+}
 
 
 def _model(name=ZooName.LENET, seed=0):

@@ -232,3 +232,12 @@ def test_accumulator_that_can_wrap_is_flagged_by_check_and_verify(tmp_path, caps
     assert risk["layer"] == "fc" and risk["safe_integer_bits"] > 4
     assert max(abs(v) for v in risk["worst_case"]) > 8  # beyond fixed<12,4>'s range [-8, 8)
     assert state.summary["verify"]["wrap_risks"] >= 1
+
+
+def test_check_under_the_resource_strategy(saved_models, tmp_path, capsys):
+    """Resource-strategy conv weights are stored transposed by hls4ml: precisions and wrap checks still work."""
+    import yaml
+
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"hls": {"strategy": "Resource", "reuse_factor": 2}}))
+    assert main(["check", str(saved_models["pooling_cnn"]), "--config", str(tmp_path / "cfg.yaml")]) == 0
+    assert "every layer is supported" in capsys.readouterr().out

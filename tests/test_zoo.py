@@ -12,6 +12,7 @@ SHAPES = {
     ZooName.LENET: (16, 16, 1),
     ZooName.VGG_TINY: (32, 32, 3),
     ZooName.RESNET_TINY: (16, 16, 3),
+    ZooName.RESNET8: (32, 32, 3),
     ZooName.MLP: (16,),
 }
 
@@ -29,7 +30,63 @@ def test_zoo_models_are_fully_quantized_with_linear_logits(name, bits):
     assert quantizers and all(q.bits == bits for q in quantizers)
     kinds = {type(layer).__name__ for layer in model.layers}
     assert "BatchNormalization" not in kinds and "Softmax" not in kinds
-    assert ("Add" in kinds) == (name is ZooName.RESNET_TINY)
+    assert ("Add" in kinds) == (name in (ZooName.RESNET_TINY, ZooName.RESNET8))
+
+
+RESNET8_LAYERS = [
+    "image", "conv1", "relu1",
+    "s1_conv1", "s1_relu1", "s1_conv2", "s1_add", "s1_relu",
+    "s2_conv1", "s2_relu1", "s2_shortcut", "s2_conv2", "s2_add", "s2_relu",
+    "s3_conv1", "s3_relu1", "s3_shortcut", "s3_conv2", "s3_add", "s3_relu",
+    "pool", "flatten", "logits",
+]  # fmt: skip
+
+
+def test_resnet8_is_mlperf_tiny_topology():
+    model = build_model(ModelConfig(name=ZooName.RESNET8, weight_bits=8, act_bits=8), (32, 32, 3), 10)
+    assert [layer.name for layer in model.layers] == RESNET8_LAYERS
+    assert model.count_params() == 77706  # MLPerf Tiny's ResNet-8 without its BatchNorm parameters
+    conv = {layer.name: layer for layer in model.layers if type(layer).__name__ == "QConv2D"}
+    shapes = {name: (c.filters, c.kernel_size, c.strides, c.padding, c.output_shape[1:]) for name, c in conv.items()}
+    assert shapes == {
+        "conv1": (16, (3, 3), (1, 1), "same", (32, 32, 16)),
+        "s1_conv1": (16, (3, 3), (1, 1), "same", (32, 32, 16)),
+        "s1_conv2": (16, (3, 3), (1, 1), "same", (32, 32, 16)),
+        "s2_conv1": (32, (3, 3), (2, 2), "same", (16, 16, 32)),
+        "s2_conv2": (32, (3, 3), (1, 1), "same", (16, 16, 32)),
+        "s2_shortcut": (32, (1, 1), (2, 2), "same", (16, 16, 32)),
+        "s3_conv1": (64, (3, 3), (2, 2), "same", (8, 8, 64)),
+        "s3_conv2": (64, (3, 3), (1, 1), "same", (8, 8, 64)),
+        "s3_shortcut": (64, (1, 1), (2, 2), "same", (8, 8, 64)),
+    }
+    assert all(c.get_config()["activation"] == "linear" for c in conv.values())
+    inputs = {layer.name: [n.name for n in _inbound(layer)] for layer in model.layers if "add" in layer.name}
+    assert inputs == {
+        "s1_add": ["relu1", "s1_conv2"],  # identity shortcut
+        "s2_add": ["s2_shortcut", "s2_conv2"],
+        "s3_add": ["s3_shortcut", "s3_conv2"],
+    }
+    assert [n.name for n in _inbound(model.get_layer("s2_shortcut"))] == ["s1_relu"]
+    assert model.get_layer("pool").pool_size == (8, 8) and model.get_layer("pool").output_shape == (None, 1, 1, 64)
+    assert model.get_layer("s2_relu1").quantizer.bits == 8 and model.get_layer("logits").units == 10
+    check_model(model)
+
+
+def _inbound(layer):
+    node = layer._inbound_nodes[0]
+    return node.inbound_layers if isinstance(node.inbound_layers, list) else [node.inbound_layers]
+
+
+def test_resnet8_small_and_non_square_inputs():
+    model = build_model(ModelConfig(name=ZooName.RESNET8, filters=(4, 4, 8)), (16, 16, 3), 5)
+    assert model.get_layer("s3_add").output_shape == (None, 4, 4, 8) and model.get_layer("pool").pool_size == (4, 4)
+    assert model.get_layer("s1_conv1").filters == 4 and model.get_layer("s3_shortcut").filters == 8
+    wide = build_model(ModelConfig(name=ZooName.RESNET8, filters=(2, 2, 2)), (8, 12, 1), 3)
+    assert wide.get_layer("pool").pool_size == (2, 3) and wide.output_shape == (None, 3)
+    with pytest.raises(FlowError, match=r"resnet8 has 3 residual stacks \(the stem takes the first width\), got 2"):
+        build_model(ModelConfig(name=ZooName.RESNET8, filters=(4, 8)), (16, 16, 3), 10)
+    with pytest.raises(FlowError, match=r"model 'resnet8': input \(2, 2, 3\) is too small"):
+        build_model(ModelConfig(name=ZooName.RESNET8), (2, 2, 3), 10)
 
 
 def test_mlp_is_jet_tagging_style():
