@@ -1,8 +1,10 @@
-"""Fault-injection benchmark on lenet/digits (100 samples): golden batch time, per-fault time on 1 worker and on
-all workers, and the naive approach (rebuild the project with the faulty weight, per fault) for 3 faults.
+"""Fault-injection benchmark (100 samples) on the demo LeNet (examples/lenet_digits.yaml) and resnet_tiny
+(examples/resnet_tiny_digits.yaml): the golden batch time and, per fault and as a ratio to it, campaigns
+evaluated in full and fast on 1 worker and fast on all workers, the share of faults stopped early, fast with one
+fault per C call against groups, and (LeNet, ``--naive``) rebuilding the project per fault for 3 faults.
 
-Usage: .venv/bin/python bench/bench_inject.py [--out runs/bench_inject] [--faults 400]
-Trains and converts the demo LeNet (examples/lenet_digits.yaml, g++ -O3) unless the output directory holds it.
+Usage: .venv/bin/python bench/bench_inject.py [--out runs/bench_inject] [--faults 400] [--models lenet resnet_tiny]
+Trains and converts each model (g++ -O3) unless its output directory holds it.
 """
 
 from __future__ import annotations
@@ -17,64 +19,92 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
+MODELS = {"lenet": "lenet_digits.yaml", "resnet_tiny": "resnet_tiny_digits.yaml"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench_inject")
     parser.add_argument("--faults", type=int, default=400)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--naive", action="store_true", help="also rebuild the LeNet per fault (3 faults, slow)")
     args = parser.parse_args()
+    for name in args.models:
+        bench_model(name, Path(args.out) / name, args.faults, args.naive and name == "lenet")
+    return 0
 
-    from flow.campaign import CampaignDB, run_campaign
+
+def bench_model(name: str, out: Path, n_faults: int, naive: bool) -> None:
     from flow.config import FaultSampling, InjectConfig, load_config
-    from flow.csim import FaultableLibrary
+    from flow.csim import FastEvaluator, FaultableLibrary
     from flow.faultlist import build_fault_list
     from flow.hls import HlsProject
     from flow.state import RunState, read_manifest
     from flow.steps import need_data, run
 
-    cfg = load_config(ROOT / "examples" / "lenet_digits.yaml")
-    out = Path(args.out)
+    cfg = load_config(ROOT / "examples" / MODELS[name])
     if "project" not in read_manifest(out):
         run(cfg, out, ["load", "train", "convert"])
     state = need_data(RunState(out=out), cfg, "bench")
     project = HlsProject.load(out / "convert" / "project.json")
     x, y = state.data.x_test[:100], state.data.y_test[:100]
     lib = FaultableLibrary(project)
-
     golden = [_timed(lambda: lib.predict(x)) for _ in range(30)]
-    golden_ms = 1000 * statistics.median(golden)
-    faults = build_fault_list(lib.arrays, InjectConfig(sampling=FaultSampling.COUNT, count=args.faults), cfg.seed)
+    golden_ms, golden_cpu = (1000 * statistics.median(g[k] for g in golden) for k in (0, 1))
+    faults = build_fault_list(lib.arrays, InjectConfig(sampling=FaultSampling.COUNT, count=n_faults), cfg.seed)
     cores = os.cpu_count() or 1
-    per_fault = {}
-    for workers in sorted({1, cores}):
-        with tempfile.TemporaryDirectory() as tmp:
-            db = CampaignDB(Path(tmp) / "c.sqlite")
-            db.ensure("bench", {}, faults, ["x"] * len(faults))
-            start = time.perf_counter()
-            run_campaign(project, faults, x, y, lib.predict(x), db, "bench", workers, chunk=25, progress=False)
-            per_fault[workers] = 1000 * (time.perf_counter() - start) / len(faults)
-            db.close()
-    naive_ms = 1000 * statistics.mean(_naive(project, faults[:3], x) for _ in range(1))
+    runs = {}
+    for mode, workers in (("full", 1), ("fast", 1), ("fast", cores)):
+        runs[(mode, workers)] = _campaign(project, faults, x, y, lib.predict(x), workers, mode)
+    assert runs[("full", 1)][3] == runs[("fast", 1)][3] == runs[("fast", cores)][3], "fast rows differ from full"
+    fast = FastEvaluator(lib, x)
+    grouped = {size: _per_fault_ms(fast, faults, size) for size in (1, 25)}
+    fast.close()
 
-    print(f"lenet/digits, {len(x)} samples, project compiled with g++ -{cfg.hls.csim_opt.value}, {cores} cores")
-    print(f"golden batch (100 samples, one ctypes call):  {golden_ms:8.2f} ms")
-    for workers, ms in per_fault.items():
-        print(
-            f"per fault, {workers} worker(s), {len(faults)} flips:      {ms:8.2f} ms"
-            f"  ({ms / golden_ms:.2f}x golden batch)"
+    print(f"\n{name}: {len(x)} samples, {len(faults)} flips, g++ -{cfg.hls.csim_opt.value}, {project.io_type}, "
+          f"{cores} cores")  # fmt: skip
+    print(f"golden batch (one ctypes call):           {golden_ms:8.2f} ms wall, {golden_cpu:8.2f} ms CPU")
+    for (mode, workers), (ms, cpu, _, _) in runs.items():
+        ratio = f"{ms / golden_ms:.3f}x golden" + (f", CPU {cpu / golden_cpu:.3f}x" if workers == 1 else "")
+        print(f"per fault, {mode:4s}, {workers} worker(s):         {ms:8.3f} ms  ({ratio})")
+    report = runs[("fast", 1)][2]
+    print(f"fast: faults stopped early:               {100 * report['stopped_early_share']:7.1f} %")
+    print(f"fast vs full, 1 worker:                   {runs[('full', 1)][1] / runs[('fast', 1)][1]:8.2f}x less CPU")
+    for size, (ms, cpu) in grouped.items():
+        print(f"fast evaluator, {size:2d} fault(s) per C call:    {ms:8.3f} ms  (CPU {cpu / golden_cpu:.3f}x golden)")
+    if naive:
+        naive_ms = 1000 * _naive(project, faults[:3], x)
+        print(f"naive: rebuild per fault (3 faults):      {naive_ms:8.0f} ms")
+        print(f"in-memory full vs rebuilding:             {naive_ms / runs[('full', 1)][0]:8.0f}x faster")
+
+
+def _campaign(project, faults, x, y, golden, workers: int, mode: str) -> tuple[float, float, dict, list]:
+    """(wall ms per fault, this process's CPU ms per fault, the evaluation report, the rows) of one campaign."""
+    from flow.campaign import CampaignDB, run_campaign
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = CampaignDB(Path(tmp) / "c.sqlite")
+        db.ensure("bench", {}, faults, ["x"] * len(faults))
+        result = {}
+        wall, cpu = _timed(
+            lambda: result.update(run_campaign(project, faults, x, y, golden, db, "bench", workers, 25, False, mode))
         )
-    if cores > 1:
-        print(f"speed-up {cores} workers vs 1:                  {per_fault[1] / per_fault[cores]:8.2f}x")
-    print(f"naive: rebuild per fault (3 faults):          {naive_ms:8.0f} ms")
-    print(f"in-memory flips vs rebuilding:                {naive_ms / per_fault[1]:8.0f}x faster (1 worker)")
-    return 0
+        rows = [(r["outcome"], r["n_critical"], r["n_differ"], r["accuracy"]) for r in db.rows("bench")]
+        db.close()
+    return 1000 * wall / len(faults), 1000 * cpu / len(faults), result["evaluation"], rows
 
 
-def _timed(fn) -> float:
-    start = time.perf_counter()
+def _per_fault_ms(fast, faults, size: int) -> tuple[float, float]:
+    """(wall, CPU) ms per fault of the fast evaluator alone, ``size`` faults per C call."""
+    wall, cpu = _timed(lambda: [fast.evaluate(faults[k : k + size]) for k in range(0, len(faults), size)])
+    return 1000 * wall / len(faults), 1000 * cpu / len(faults)
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of ``fn()`` in this process."""
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _naive(project, faults, x) -> float:

@@ -9,8 +9,8 @@ import yaml
 
 from flow.config import BoardConfig
 from flow.errors import FlowError
+from flow.package_data import boards_dir as shipped_boards_dir
 
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
 DEFAULT_BOARD = "pynq-z2"
 DEFAULT_CLOCK_NS = 5.0
 RESOURCES = ("LUT", "FF", "DSP", "BRAM_18K")
@@ -24,13 +24,14 @@ class Board:
     capacity: dict[str, int]  # LUT, FF, DSP, BRAM_18K; empty for a raw part
 
 
-def known_boards(boards_dir: Path = BOARDS_DIR) -> list[str]:
-    """Names of the boards described in ``boards_dir``."""
-    return sorted(p.stem for p in boards_dir.glob("*.yaml"))
+def known_boards(boards_dir: Path | None = None) -> list[str]:
+    """Names of the boards described in ``boards_dir`` (default: the shipped ``boards/``)."""
+    return sorted(p.stem for p in (boards_dir or shipped_boards_dir()).glob("*.yaml"))
 
 
-def load_board(name: str, boards_dir: Path = BOARDS_DIR) -> Board:
-    """Read one board file; an unknown name lists the known ones."""
+def load_board(name: str, boards_dir: Path | None = None) -> Board:
+    """Read one board file (default: from the shipped ``boards/``); an unknown name lists the known ones."""
+    boards_dir = boards_dir or shipped_boards_dir()
     path = boards_dir / f"{name}.yaml"
     if not path.is_file():
         raise FlowError(f"board '{name}' is unknown; known boards: {', '.join(known_boards(boards_dir))}")

@@ -7,7 +7,8 @@ rest). Here the same sources are compiled as several translation units, run in p
 
 - ``main``: ``firmware/<project>.cpp`` with the fill_buffer bodies only declared (``ftflow_build/code_gen_main.h``,
   a copy of nnet_code_gen.h with those bodies cut out, is included first; hls4ml's own copy is then skipped by its
-  include guard), at ``hls.csim_opt``;
+  include guard), at ``hls.csim_opt``; then ``<project>_fi_fast.cpp`` when the project has one (ftflow's
+  layer-by-layer fault evaluation, flow/fi_bridge.py: it calls the same layer template instances);
 - ``fill_<n>[_<m>...]``: explicit instantiations of fill_buffer classes (their bodies verbatim) for the layer's
   input type and config, at ``FILL_OPT`` whatever ``hls.csim_opt``: pure data movement, whose compile time
   dominates and whose run time does not (~10 % of a ResNet-8 image). The weight headers are skipped there (their
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flow.errors import FlowError
+from flow.rundir import write_json
 
 CACHE_VERSION = "1"  # bump when the way units are generated or compiled changes
 BUILD_DIR = "ftflow_build"  # in the project: generated wrapper sources, objects and build_info.json
@@ -341,6 +343,9 @@ def plan_build(directory: Path, opt: str, split: bool = True, fill_opt: str = FI
             cost = sum(spans[f][1] - spans[f][0] for f in group)
             units.append(Unit(name, f"{BUILD_DIR}/{name}.cpp", fill_opt, weaken=True, cost=cost))
     main.append(f'#include "../{top_src}"')
+    fast_src = f"{script.project}_fi_fast.cpp"  # ftflow's layer-by-layer fault evaluation (flow/fi_bridge.py)
+    if (directory / fast_src).is_file():
+        main.append(f'#include "../{fast_src}"')
     (build / "main.cpp").write_text("\n".join(main) + "\n")
     (build / "bridge.cpp").write_text(f'{_WEIGHTS_DIR_CPP}\n#include "../{bridge_src}"\n')
     units.append(Unit("main", f"{BUILD_DIR}/main.cpp", opt, cost=10**9))  # usually the longest: first
@@ -531,7 +536,7 @@ def _finish(plan: Plan, seconds: float) -> BuildResult:
             for u in plan.units
         ],
     }
-    (plan.project_dir / BUILD_DIR / INFO).write_text(json.dumps(info, indent=2))
+    write_json(plan.project_dir / BUILD_DIR / INFO, info)
     log = "".join(f"==== {u.name} ({u.opt}{', cached' if u.cached else ''})\n{u.log}" for u in plan.units)
     (plan.project_dir / "build_lib.log").write_text(log)
     return BuildResult(plan.library, info)
@@ -596,7 +601,7 @@ def build_libraries(
             single = build_libraries([plan.project_dir], opt, cache, jobs, split=False)[0]
             assert single is not None
             single.info["split_failed"] = f"{failure.unit.name}: {failure.log[-500:]}"
-            (plan.project_dir / BUILD_DIR / INFO).write_text(json.dumps(single.info, indent=2))
+            write_json(plan.project_dir / BUILD_DIR / INFO, single.info)
             results[i] = single
     return results
 

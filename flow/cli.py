@@ -3,20 +3,53 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from flow.errors import FlowError, VerificationError
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the command stops like on Ctrl-C (pools stopped, results kept)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 verification failed or unexpected error, 2 bad input)."""
+    """Entry point; returns the exit status (0 ok, 1 verification failed or unexpected error, 2 bad input,
+    130 interrupted, 143 terminated)."""
     parser = _parser()
     args = parser.parse_args(argv)
     _quiet_libraries(args.verbose)
+    with _sigterm_raises(), contextlib.ExitStack() as args.held:  # the run-directory locks (_lock) until the end
+        return _dispatch(args)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated (a second one ends the process at once); the old handler is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Run the command; its errors become one line on stderr and an exit status."""
     try:
         return args.func(args)
     except VerificationError as exc:
@@ -29,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("error: terminated (SIGTERM); rerun the same command to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -90,6 +126,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", help="YAML run configuration for the hls4ml settings (default: the defaults)")
     check.set_defaults(func=_cmd_check)
 
+    config = sub.add_parser("config", parents=[common], help="a configuration resolved, or the reference of every key")
+    config.add_argument("config", nargs="?", help="YAML run configuration to print with every default filled in")
+    config.add_argument("--reference", action="store_true", help="print the configuration reference (docs/config.md)")
+    config.set_defaults(func=_cmd_config)
+
     steps = sub.add_parser("steps", parents=[common], help="list the pipeline steps")
     steps.set_defaults(func=_cmd_steps)
     boards = sub.add_parser("boards", parents=[common], help="list the known boards")
@@ -104,13 +145,28 @@ def _quiet_libraries(verbose: bool) -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
+def _out_dir(args: argparse.Namespace, default: str) -> Path:
+    """--out (or the config's 'out'), checked to be a writable directory before any step runs."""
+    from flow.outdir import usable_out_dir
+
+    return usable_out_dir(args.out or default, "--out" if args.out else f"out (in {args.config})")
+
+
+def _lock(args: argparse.Namespace, out: Path, create: bool = True) -> None:
+    """Be the only ftflow writing into ``out`` until the command ends (flow/rundir.py)."""
+    from flow.rundir import run_lock
+
+    args.held.enter_context(run_lock(out, create))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from flow.config import load_config
     from flow.steps import resolve_steps, run
 
     cfg = load_config(args.config)
     steps = resolve_steps(args.steps.split(",") if args.steps else cfg.steps)
-    out = Path(args.out or cfg.out)
+    out = _out_dir(args, cfg.out)
+    _lock(args, out)
     _print_summary(args.config, out, run(cfg, out, steps))
     return 0
 
@@ -128,7 +184,8 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     plain = config_to_dict(cfg)
     plain["rank"].update(overrides)
     cfg = config_from_dict(plain, f"{args.config} (with --method/--compare)")
-    out = Path(args.out or cfg.out)
+    out = _out_dir(args, cfg.out)
+    _lock(args, out)
     steps = ["rank"] if "model" in read_manifest(out) else ["load", "train", "rank"]
     _print_summary(args.config, out, run(cfg, out, steps))
     return 0
@@ -140,7 +197,8 @@ def _cmd_inject(args: argparse.Namespace) -> int:
     from flow.steps import run
 
     cfg = load_config(args.config)
-    out = Path(args.out or cfg.out)
+    out = _out_dir(args, cfg.out)
+    _lock(args, out)
     state = run(cfg, out, ["inject"])
     _print_summary(args.config, out, state)
     if args.export == "csv":
@@ -158,14 +216,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from flow.config import load_config
 
     cfg = load_config(args.config)
-    out = Path(args.out or cfg.out)
+    out = _out_dir(args, cfg.out)
+    _lock(args, out)  # and its compare/<variant>/ sub-runs
     rows = compare(cfg, out)
     print(f"ftflow compare: {args.config} -> {out / 'compare'}")
-    shown = ("variant", "verified", "fault_free_accuracy", "critical_rate", "critical_ci95", "LUT", "DSP",
-             "latency_cycles", "LUT_overhead_pct", "critical_reduction_pct")  # fmt: skip
-    print("  " + "  ".join(f"{c:>20}" for c in shown))
-    for row in rows:
-        print("  " + "  ".join(f"{row[c]!s:>20}" for c in shown))
+    for line in _compare_table(rows):
+        print("  " + line)
     print(f"  tables: {out / 'compare' / 'table.csv'}, {out / 'compare' / 'table.md'} ({len(COLUMNS)} columns)")
     failed = unverified(rows)
     if failed:
@@ -176,9 +232,37 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_table(rows: list[dict]) -> list[str]:
+    """The comparison in short, columns aligned: verdict, accuracy, critical-SDC rate per fault with its 95 %
+    interval and its reduction, the critical failure rate per bit relative to the baseline (compare.basis), LUT and
+    DSP with their overheads vs the baseline (n/a: the baseline has none), latency."""
+
+    def pct(value: object) -> str:
+        return f"{value:+.1f} %" if isinstance(value, int | float) else "n/a"
+
+    def cells(row: dict) -> tuple[str, ...]:
+        critical = f"{row['critical_rate']:.3f} {row['critical_ci95']}"
+        per_bit = row.get("per_bit_relative_rate")
+        return (row["variant"], row["verified"], f"{row['fault_free_accuracy']:.4f}", critical,
+                pct(row["critical_reduction_pct"]), f"{per_bit:.3f}" if isinstance(per_bit, float) else "n/a",
+                str(row["LUT"]), pct(row["LUT_overhead_pct"]), str(row["DSP"]), pct(row["DSP_overhead_pct"]),
+                f"{row['latency_cycles']} cycles")  # fmt: skip
+
+    head = ("variant", "verified", "accuracy", "critical-SDC [95 % CI]", "reduction/fault", "rate/bit", "LUT",
+            "LUT ovh", "DSP", "DSP ovh", "latency")  # fmt: skip
+    lines = [head, *map(cells, rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+            for line in lines]  # fmt: skip
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
+    from flow.outdir import usable_out_dir
     from flow.report import write_report
 
+    if Path(args.out).is_dir():  # a read-only run directory: this error, not the lock file's
+        usable_out_dir(Path(args.out) / "report", "report directory")
+    _lock(args, Path(args.out), create=False)
     print(f"ftflow report: {write_report(Path(args.out), args.title)}")
     return 0
 
@@ -186,6 +270,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from flow.export import export_projects
 
+    _lock(args, Path(args.out), create=False)
     for path in export_projects(Path(args.out), args.variant, Path(args.dest) if args.dest else None):
         print(f"ftflow export: {path} (build: see {path / 'EXPORT.md'})")
     return 0
@@ -219,6 +304,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     print(f"  every layer is supported ({len(rows)} rows)")
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    import yaml
+
+    from flow.config import config_to_dict, load_config
+    from flow.config_reference import reference
+
+    if args.reference == bool(args.config):
+        raise FlowError("config: give either a YAML run configuration (printed resolved) or --reference")
+    if args.reference:
+        sys.stdout.write(reference())
+    else:
+        sys.stdout.write(yaml.safe_dump(config_to_dict(load_config(args.config)), sort_keys=False))
     return 0
 
 

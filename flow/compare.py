@@ -1,7 +1,9 @@
 """Comparison runs: the same fault campaign and the same resource estimate on several variants of one trained
 model (baseline, selective hardening and selective TMR at several ratios or budgets, full DMR/TMR, pruned,
 pruned+hardened), and one table of accuracy, critical-SDC rate, LUT/FF/DSP/BRAM, latency and overheads vs the baseline
-(``<out>/compare/table.csv`` and ``table.md``)."""
+(``<out>/compare/table.csv`` and ``table.md``). Rates on two bases: per injected fault, and per bit (the critical
+failure rate at one per-bit upset rate: fault sites x critical rate per fault, relative to the baseline, and in FIT);
+compare.basis picks the one the plots and the goal check use."""
 
 from __future__ import annotations
 
@@ -12,9 +14,25 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from flow.config import HardenMode, Policy, PruneCriterion, RunConfig, Selection, Variant, config_to_dict
+from flow.config import (
+    Basis,
+    CompareConfig,
+    FaultModel,
+    HardenMode,
+    InjectConfig,
+    Policy,
+    PruneCriterion,
+    RunConfig,
+    Selection,
+    Variant,
+    config_to_dict,
+)
+from flow.errors import FlowError
 from flow.estimate import RESOURCE_KEYS
+from flow.freshness import is_current
+from flow.rundir import atomic_path, write_text_atomic
 from flow.state import RunState, read_manifest
+from flow.stats import ratio_interval, wilson_interval
 
 HARDENING = {
     Variant.SELECTIVE_MIN: (HardenMode.SELECTIVE, Policy.MIN),
@@ -29,10 +47,12 @@ SWEPT_BY_PRUNE_RATIO = (Variant.PRUNED, Variant.PRUNED_L1, Variant.PRUNED_HARDEN
 OVERHEAD_KEYS = ("params", "macs", *RESOURCE_KEYS, "latency_cycles")
 COLUMNS = (
     "variant", "kind", "verified", "harden_ratio", "harden_budget_pct", "prune_ratio", "fault_free_accuracy", "faults",
-    "critical_rate", "critical_ci95", "sdc_rate", "masked_rate", "mean_accuracy_under_fault", "params", "macs",
-    *RESOURCE_KEYS, "latency_cycles",
-    *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "fits_board",
-    "estimate_method", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic",
+    "critical_count", "critical_rate", "critical_ci95", "sdc_rate", "masked_rate", "mean_accuracy_under_fault",
+    "fault_sites", "params", "macs", *RESOURCE_KEYS, "latency_cycles",
+    *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "basis", "per_bit_relative_rate",
+    "per_bit_relative_ci95", "per_bit_reduction_pct", "fit", "fit_ci95", "fits_board",
+    "estimate_method", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic", "estimate_in_domain",
+    "deploy_suggestion",
 )  # fmt: skip
 
 
@@ -93,28 +113,38 @@ def case_config(cfg: RunConfig, case: Case) -> tuple[RunConfig, list[str]]:
 
 def compare(cfg: RunConfig, out: Path) -> list[dict]:
     """Train and rank once in ``out`` (reused if there), then build, estimate and inject every case."""
-    from flow.steps import run
+    from flow.steps import check_inject_samples, run
 
+    check_inject_samples(cfg)  # every case injects: a bad inject.* is refused before training
+    user_model = cfg.model.path or cfg.model.json
+    retrain = not user_model or "train" in (cfg.steps or ())  # a user's trained model is trained only if asked
+    base_steps = ["load", "train", "rank"] if retrain else ["load", "rank"]
+    if not is_current(RunState(out=out), cfg, base_steps):  # made from this config (flow/lineage.py), else again
+        run(cfg, out, base_steps)
     manifest = read_manifest(out)
-    if "model" not in manifest or "ranking" not in manifest:
-        user_model = cfg.model.path or cfg.model.json
-        retrain = not user_model or "train" in (cfg.steps or ())  # a user's trained model is trained only if asked
-        run(cfg, out, ["load", "train", "rank"] if retrain else ["load", "rank"])
-        manifest = read_manifest(out)
+    base = {"model": manifest["lineage"][-1]["key"], "ranking": manifest["keys"]["ranking"]}
     rows = []
     for case in cases(cfg):
         vdir = out / "compare" / case.label
         vcfg, steps = case_config(cfg, case)
-        fingerprint = json.dumps({"config": config_to_dict(vcfg), "steps": steps}, sort_keys=True)
+        fingerprint = json.dumps({"config": _case_dict(vcfg), "steps": steps, "base": base}, sort_keys=True)
         done = vdir / "case.json"
         if not (done.is_file() and done.read_text() == fingerprint):  # a finished case is not run again
             _seed_variant_dir(out, manifest, vdir)
             run(vcfg, vdir, steps)
-            done.write_text(fingerprint)
-        rows.append(_row(case, vdir))
-    rows = add_overheads(rows)
+            write_text_atomic(done, fingerprint)
+        rows.append(_row(case, vdir, cfg.inject))
+    rows = add_failure_rates(add_overheads(rows), cfg.compare, _ber(cfg.inject))
     _write_tables(rows, out / "compare")
     return rows
+
+
+def _case_dict(cfg: RunConfig) -> dict:
+    """The config a case's fingerprint holds: not the presentation keys (compare.basis, fit_per_mbit), so that
+    changing them only rewrites the tables."""
+    data = config_to_dict(cfg)
+    data["compare"] = {k: v for k, v in data["compare"].items() if k not in ("basis", "fit_per_mbit")}
+    return data
 
 
 def unverified(rows: list[dict]) -> list[str]:
@@ -129,11 +159,13 @@ def _seed_variant_dir(out: Path, manifest: dict, vdir: Path) -> None:
         target = state.step_dir(step) / Path(manifest[key]).name
         shutil.copy2(out / manifest[key], target)
         state.record(**{key: target})
-    state.record(unhardened_model=None)
+    state.record(unhardened_model=None, project=None)
+    lineage = [*manifest["lineage"][:-1], {**manifest["lineage"][-1], "model": read_manifest(vdir)["model"]}]
+    state.note(lineage=lineage, keys={"ranking": manifest["keys"]["ranking"]})
 
 
-def _row(case: Case, vdir: Path) -> dict:
-    """One case's measured figures: fault campaign, model cost, resources and latency."""
+def _row(case: Case, vdir: Path, inject: InjectConfig) -> dict:
+    """One case's measured figures: fault campaign, fault sites, model cost, resources and latency."""
     from flow.harden import layer_costs, total_cost
     from flow.modelio import load_model
 
@@ -151,11 +183,13 @@ def _row(case: Case, vdir: Path) -> dict:
         "prune_ratio": "" if case.prune_ratio is None else case.prune_ratio,
         "fault_free_accuracy": round(summary["golden_accuracy"], 5),
         "faults": total["n_faults"],
+        "critical_count": total["critical"]["count"],
         "critical_rate": round(total["critical"]["rate"], 5),
         "critical_ci95": "[{:.4f}, {:.4f}]".format(*total["critical"]["ci95"]),
         "sdc_rate": round(total["sdc"]["rate"], 5),
         "masked_rate": round(total["masked"]["rate"], 5),
         "mean_accuracy_under_fault": round(total["mean_accuracy"], 5),
+        "fault_sites": fault_sites(vdir, inject),
         "params": cost["params"],
         "macs": cost["macs"],
         **resources["total"],
@@ -178,13 +212,16 @@ def _verdict(verify: dict) -> str:
 
 
 def _estimator_columns(resources: dict) -> dict:
-    """The analytic LUTs (raw and calibrated to yosys) beside the method's own, and yosys/analytic when measured."""
+    """The analytic LUTs (raw and calibrated to yosys) beside the method's own, yosys/analytic when measured, whether
+    the estimate lies in the calibration domain and the deploy configuration suggested when it does not fit."""
     analytic = resources if resources["method"] == "analytic" else resources.get("analytic", {})  # yosys keeps it
     return {
         "estimate_method": resources["method"],
         "LUT_analytic": analytic["total"]["LUT"] if "total" in analytic else "",
         "LUT_yosys_calibrated": analytic.get("yosys_calibrated", {}).get("LUT", ""),
         "LUT_yosys_over_analytic": resources.get("yosys_over_analytic", {}).get("LUT", ""),
+        "estimate_in_domain": resources.get("in_domain", ""),  # False: the LUTs are extrapolations
+        "deploy_suggestion": (resources.get("suggestion") or {}).get("label", ""),  # set when it does not fit
     }
 
 
@@ -209,11 +246,95 @@ def add_overheads(rows: list[dict]) -> list[dict]:
     ]
 
 
+def fault_sites(vdir: Path, inject: InjectConfig) -> int:
+    """Bits of every array the campaign targets (inject.targets, inject.layers) in the variant's C-sim array table:
+    copies and, when targeted, correction data included."""
+    from flow.faultlist import targeted_bits
+    from flow.fi_bridge import read_table
+    from flow.hls import HlsProject
+
+    project = HlsProject.load(vdir / read_manifest(vdir)["project"])
+    return targeted_bits(read_table(project.directory), inject)
+
+
+def _ber(inject: InjectConfig) -> float | None:
+    return inject.ber if inject.model is FaultModel.BER else None
+
+
+MBIT = 1e6  # bits in the Mbit of compare.fit_per_mbit
+
+
+def exposure(row: dict, ber: float | None) -> float:
+    """Upsets per unit of per-bit upset rate a campaign unit stands for: a single fault is one of the variant's
+    fault sites, so exposure = sites; a ber trial flips every bit with probability BER, so exposure = 1/BER (its
+    critical rate P ~ sites x BER x p while sites x BER is small: P / BER ~ sites x p)."""
+    return 1.0 / ber if ber else float(row["fault_sites"])
+
+
+def add_failure_rates(rows: list[dict], cfg: CompareConfig, ber: float | None = None) -> list[dict]:
+    """The per-bit basis beside the per-fault one: each variant's critical failure rate at the baseline's per-bit
+    upset rate, relative to the baseline's, r = e_v p_v / (e_b p_b) (e: ``exposure``, p: critical rate per fault
+    or per ber trial), its interval (``stats.ratio_interval``), 100 (1 - r), and FIT = fit_per_mbit / 1e6 x e_v
+    p_v with the Wilson interval of p_v scaled alike. ``rows[0]`` is the baseline (1 by definition, [1, 1])."""
+    base = rows[0]
+    fit_per_bit = cfg.fit_per_mbit / MBIT
+    result = []
+    for row in rows:
+        k, n, e = int(row["critical_count"]), int(row["faults"]), exposure(row, ber)
+        ratio, lo, hi = ratio_interval(k, n, int(base["critical_count"]), int(base["faults"]), e / exposure(base, ber))
+        if row is base and ratio is not None:
+            lo = hi = 1.0
+        fit_lo, fit_hi = wilson_interval(k, n)
+        result.append({
+            **row, "basis": cfg.basis.value,
+            "per_bit_relative_rate": "" if ratio is None else round(ratio, 5),
+            "per_bit_relative_ci95": f"[{lo:.4f}, {hi:.4f}]",
+            "per_bit_reduction_pct": "" if ratio is None else round(100.0 * (1.0 - ratio), 2),
+            "fit": _significant(fit_per_bit * e * k / n),
+            "fit_ci95": f"[{fit_per_bit * e * fit_lo:.4g}, {fit_per_bit * e * fit_hi:.4g}]",
+        })  # fmt: skip
+    return result
+
+
+def _significant(value: float, digits: int = 4) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+BASIS_COLUMNS = {  # the rate each basis ranks variants by, and its 95 % interval
+    Basis.PER_FAULT: ("critical_rate", "critical_ci95"),
+    Basis.PER_BIT: ("per_bit_relative_rate", "per_bit_relative_ci95"),
+}
+BASIS_LABELS = {
+    Basis.PER_FAULT: "critical-SDC rate per fault",
+    Basis.PER_BIT: "critical failure rate vs baseline (per bit, equal upset rate)",
+}
+
+
+def basis_of(rows: list[dict]) -> Basis:
+    """The basis a table was written with (tables without the column: per_fault, as they were)."""
+    value = rows[0].get("basis") if rows else None
+    if value and value not in set(Basis):
+        raise FlowError(f"compare table: basis {value!r}; allowed: {', '.join(Basis)} (rerun ftflow compare)")
+    return Basis(value) if value else Basis.PER_FAULT
+
+
+def rate(row: dict, basis: Basis) -> float | None:
+    """The row's critical failure rate on ``basis`` (None when undefined: a baseline without critical faults)."""
+    value = row.get(BASIS_COLUMNS[basis][0], "")
+    return None if value in ("", None) else float(value)
+
+
+def rate_interval(row: dict, basis: Basis) -> tuple[float, float]:
+    """The 95 % interval of ``rate`` (text "[lo, hi]" in the table)."""
+    low, high = str(row[BASIS_COLUMNS[basis][1]]).strip("[]").split(",")
+    return float(low), float(high)
+
+
 def _write_tables(rows: list[dict], directory: Path) -> None:
-    with open(directory / "table.csv", "w", newline="") as f:
+    with atomic_path(directory / "table.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
-    (directory / "table.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(directory / "table.md", "\n".join(lines) + "\n")

@@ -72,13 +72,17 @@ class DataConfig:
     samples: int = field(default=1000, metadata=rng(10))  # synthetic only: total number of samples
 
 
+MAX_INPUT_SIZE = 4096  # per dimension of model.input_shape
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: ZooName | None = ZooName.LENET  # zoo architecture (ignored when path is given)
     path: str | None = None  # a saved QKeras model (.h5 / .keras / SavedModel directory) instead of the zoo
     json: str | None = None  # or hls4ml's pair: the architecture JSON (model.to_json()) ...
     weights: str | None = None  # ... and its weights (.h5 from model.save_weights)
-    input_shape: tuple[int, ...] | None = None  # H, W, C (or F for a flat input); null = the data's shape
+    # H, W, C (or F for a flat mlp input); null = the data's shape
+    input_shape: tuple[int, ...] | None = field(default=None, metadata=rng(1, MAX_INPUT_SIZE))
     filters: tuple[int, ...] | None = None  # conv filters per conv layer; null = the zoo default
     dense_units: int = field(default=16, metadata=rng(1, 4096))  # hidden dense width (lenet)
     # mlp only: width of each hidden QDense layer (fc1, fc2, ...; one or more); null = 64, 32, 32 (jet tagging)
@@ -87,6 +91,18 @@ class ModelConfig:
     weight_int_bits: int = field(default=0, metadata=rng(0, 8))  # integer bits of weights (besides sign)
     act_bits: int = field(default=6, metadata=rng(2, 16))  # activation width (quantized_relu)
     act_int_bits: int = field(default=2, metadata=rng(0, 8))  # integer bits of activations
+
+    def __post_init__(self) -> None:
+        shape = self.input_shape
+        if shape is None or self.path or self.json or self.name is None:
+            return
+        if self.name is ZooName.MLP and len(shape) not in (1, 3):
+            raise FlowError(f"input_shape: got {list(shape)}; mlp takes [F] features or [H, W, C] images")
+        if self.name is not ZooName.MLP and len(shape) != 3:
+            raise FlowError(
+                f"input_shape: got {list(shape)}; {self.name.value} takes an image shape [H, W, C] (3 integers "
+                "from 1); for flat features [F] use model.name: mlp"
+            )
 
 
 @dataclass(frozen=True)
@@ -277,6 +293,11 @@ class Target(enum.StrEnum):
     CORRECTION = "correction"  # the correction layers' source maps and bounds
 
 
+class Evaluation(enum.StrEnum):
+    FAST = "fast"  # from the first faulty layer on, on fault-free tensors cached from the C-sim; stops once masked
+    FULL = "full"  # the whole C-sim batch per fault
+
+
 @dataclass(frozen=True)
 class InjectConfig:
     model: FaultModel = FaultModel.FLIP
@@ -292,6 +313,9 @@ class InjectConfig:
     workers: int = field(default=0, metadata=rng(0, 256))  # processes; 0 = all cores
     chunk: int = field(default=25, metadata=rng(1))  # faults per worker task and per database transaction
     crosscheck: int = field(default=0, metadata=rng(0))  # faults re-evaluated with the Keras-side emulation
+    # how each fault's C-sim run is done; the rows are the same. A project converted without fast evaluation
+    # falls back to full (inject/summary.json "evaluation": the mode that ran, the share of faults stopped early)
+    evaluation: Evaluation = Evaluation.FAST
 
 
 class Variant(enum.StrEnum):
@@ -306,12 +330,27 @@ class Variant(enum.StrEnum):
     PRUNED_HARDENED = "pruned_hardened"  # pruned, ranked again, then hardened selectively (harden.*, min)
 
 
+class Basis(enum.StrEnum):
+    PER_FAULT = "per_fault"  # critical rate per injected fault: every variant gets the same number of faults
+    PER_BIT = "per_bit"  # critical failure rate at one per-bit upset rate: fault sites x critical rate per fault
+
+
 @dataclass(frozen=True)
 class CompareConfig:
     variants: tuple[Variant, ...] = tuple(Variant)  # each gets the same fault model (inject.*); selection: harden.*
     ratios: tuple[float, ...] = ()  # hardening ratios of the selective variants
     budgets: tuple[float, ...] = ()  # hardening budgets (% of harden.budget_metric); with ratios: both swept
     prune_ratios: tuple[float, ...] = ()  # pruning ratios of the pruned variants; empty = prune.ratio
+    # what the Pareto front, the critical-vs-cost plot and the goal check rank by (the table shows both):
+    # per_bit = failure rate at equal per-bit upset rate, sites_v x p_v / (sites_b x p_b), where sites are the bits
+    # of every array inject.targets selects (copies and correction data included): a pruned model receives fewer
+    # upsets, copies add sites that can fail; per_fault = critical rate per injected fault (p_v vs p_b)
+    basis: Basis = Basis.PER_BIT
+    # per-bit upset rate in FIT (failures per 1e9 device hours) per Mbit (1e6 bits), for the fit column:
+    # PLACEHOLDER, set it for your device and environment. 100 is of the order of the real-time soft-error rates
+    # of configuration memory of 28 nm (7 series) FPGAs at New York City sea level in AMD/Xilinx UG116 "Device
+    # Reliability Report" (16 nm UltraScale+ is lower, block RAM higher); take your family's figure from UG116
+    fit_per_mbit: float = field(default=100.0, metadata=rng(0, None, min_exclusive=True))
 
     def __post_init__(self) -> None:
         for key, values, top in (("ratios", self.ratios, 1.0), ("prune_ratios", self.prune_ratios, None)):
@@ -339,6 +378,14 @@ class Simulator(enum.StrEnum):
 @dataclass(frozen=True)
 class EstimateConfig:
     method: EstimateMethod = EstimateMethod.ANALYTIC
+    # a yosys calibration file (.json) written by bench/calibrate_yosys.py --out; null = the shipped, read-only
+    # flow/yosys_calibration.json (a run never reads a user calibration unless it is named here)
+    calibration: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.calibration is not None and not self.calibration.endswith(".json"):
+            raise FlowError(f"calibration: got {self.calibration!r}; allowed: a .json file written by "
+                            "bench/calibrate_yosys.py --out, or null for the shipped calibration")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -414,8 +461,15 @@ def load_config(path: str | Path) -> RunConfig:
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise FlowError(f"{path}: {path.stat().st_size} bytes; a run configuration is at most {MAX_CONFIG_BYTES}")
     try:
-        data = yaml.load(path.read_text(), Loader=_NoAliasLoader)  # a safe loader (SafeLoader) without aliases
-    except yaml.YAMLError as exc:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise FlowError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise FlowError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        "a run configuration must be UTF-8") from None  # fmt: skip
+    try:
+        data = yaml.load(text, Loader=_NoAliasLoader)  # a safe loader (SafeLoader) without aliases
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer literal of more than 4300 digits
         raise FlowError(f"{path}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
     return config_from_dict(data, str(path))
 

@@ -4,6 +4,9 @@ inject faults into its weight arrays in memory (through the bridge of ``flow/fi_
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import struct
+from pathlib import Path
 
 import numpy as np
 import numpy.ctypeslib as npc
@@ -11,8 +14,66 @@ import numpy.ctypeslib as npc
 from flow.errors import FlowError
 from flow.fixedpoint import FaultKind
 from flow.hls import HlsProject
+from flow.rundir import read_json, write_json
 
 KIND_CODES = {FaultKind.FLIP: 0, FaultKind.STUCK0: 1, FaultKind.STUCK1: 2}
+LIBRARY_RECORD = "ftflow_build/library.json"  # name, size and SHA-256 of the library the convert step built
+PT_LOAD = 1
+PHDR = struct.Struct("<IIQQQQQQ")  # an ELF64 program header: type, flags, offset, vaddr, paddr, filesz, ...
+
+
+def record_library(project: HlsProject) -> Path | None:
+    """Note the size and SHA-256 of the project's compiled library, which every load checks."""
+    library = project.library()
+    if library is None:
+        return None
+    record = project.directory / LIBRARY_RECORD
+    record.parent.mkdir(exist_ok=True)
+    size, digest = _digest(library)
+    return write_json(record, {"name": library.name, "size": size, "sha256": digest})
+
+
+def check_library(path: Path, record: Path) -> None:
+    """Refuse a library that is truncated (shorter than its ELF headers say: loading it would end the process
+    with SIGBUS) or is not the one that was built (size or SHA-256 differ from ``record``, when there is one)."""
+    problem = _elf_problem(path) or _record_problem(path, record)
+    if problem:
+        raise FlowError(f"C-sim library {path} is {problem}; run the convert step again to rebuild it")
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as f:
+        return path.stat().st_size, hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _elf_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole ELF file (its loadable segments and section headers inside it), or None."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if len(head) < 64 or head[:4] != b"\x7fELF":
+            return f"not a shared library ({size} bytes, no ELF header)"
+        if head[4:6] != b"\x02\x01":  # not 64-bit little-endian: left to the loader
+            return None
+        phoff, shoff = struct.unpack_from("<QQ", head, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
+        f.seek(phoff)
+        table = f.read(phnum * phentsize)
+    end = max(shoff + shnum * shentsize, phoff + phnum * phentsize)
+    if phentsize == PHDR.size:  # a short table is caught by ``end`` already
+        segments = PHDR.iter_unpack(table[: len(table) // PHDR.size * PHDR.size])
+        end = max([end] + [offset + filesz for kind, _, offset, _, _, filesz, _, _ in segments if kind == PT_LOAD])
+    return f"truncated ({size} bytes, its ELF headers need {end})" if size < end else None
+
+
+def _record_problem(path: Path, record: Path) -> str | None:
+    """How ``path`` differs from what its build recorded, or None (also when nothing was recorded for it)."""
+    built = read_json(record)
+    if not built or built.get("name") != path.name:
+        return None
+    if path.stat().st_size != built.get("size"):
+        return f"truncated or changed ({path.stat().st_size} bytes, {built.get('size')} when built)"
+    return None if _digest(path)[1] == built.get("sha256") else "changed since it was built (its SHA-256 differs)"
 
 
 class CSimLibrary:
@@ -26,7 +87,11 @@ class CSimLibrary:
             raise FlowError(f"no compiled C-sim library in {project.directory}/firmware; run the convert step")
         self.project = project
         self.path = library
-        self._lib = ctypes.CDLL(str(self.path))
+        check_library(library, project.directory / LIBRARY_RECORD)
+        try:
+            self._lib = ctypes.CDLL(str(self.path))
+        except OSError as exc:
+            raise FlowError(f"C-sim library {library} cannot be loaded ({exc}); run the convert step again") from None
         floats = npc.ndpointer(ctypes.c_float, flags="C_CONTIGUOUS")
         self._top = getattr(self._lib, f"{project.project_name}_float")
         self._top.restype = None
@@ -92,3 +157,80 @@ class FaultableLibrary(CSimLibrary):
     def restore(self) -> None:
         """Undo every injected fault (in reverse order)."""
         self._lib.fi_restore()
+
+    def fast_problem(self) -> str | None:
+        """Why ``FastEvaluator`` cannot run on this library, or None."""
+        unsupported = getattr(self._lib, "fi_fast_unsupported", None)
+        if unsupported is not None:
+            unsupported.restype = ctypes.c_char_p
+            return f"its top function is not understood ({unsupported().decode()})"
+        if not hasattr(self._lib, "fi_fast_group"):
+            return "the library has no fast-evaluation entry points (built by an older ftflow or by build_lib.sh)"
+        return None
+
+
+class FastEvaluator:
+    """Faults evaluated on a fixed batch from the first layer that reads a changed array onward, layer by layer,
+    stopping once no tensor still needed differs from the fault-free run (``<project>_fi_fast.cpp``, generated by
+    flow/fi_bridge.py). The fault-free tensors of the batch are captured once, from the C-sim; every fault's
+    outputs equal those of ``predict`` under it. The batch lives in the loaded library (one per process): a newer
+    evaluator on the same library replaces it, and the older one then refuses to run."""
+
+    def __init__(self, lib: FaultableLibrary, x: np.ndarray):
+        problem = lib.fast_problem()
+        if problem:
+            raise FlowError(f"fast evaluation is not available for {lib.path.name}: {problem}")
+        self.lib, self._c = lib, lib._lib
+        ints, uints = npc.ndpointer(np.int32, flags="C_CONTIGUOUS"), npc.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+        floats = npc.ndpointer(np.float32, flags="C_CONTIGUOUS")
+        self._c.fi_fast_capture.argtypes = [floats, ctypes.c_int, floats]
+        sizes = [ctypes.c_int, ctypes.c_int]  # the capture's generation, the number of faults
+        self._c.fi_fast_group.argtypes = [*sizes, ints, ints, uints, uints, ints, floats, ints, ints]
+        self._c.fi_fast_release.restype = None
+        self.n_calls = int(self._c.fi_fast_calls())
+        x = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)
+        if len(x) == 0 or x.shape[1] != lib.project.n_inputs:
+            raise FlowError(f"fast evaluation needs samples of {lib.project.n_inputs} values, got shape {x.shape}")
+        self.golden = np.zeros((len(x), lib.project.n_outputs), np.float32)
+        self._generation = self._c.fi_fast_capture(x, len(x), self.golden)  # one batch per loaded library
+        if self._generation < 0:
+            raise FlowError(f"{lib.path.name}: a layer wrote a different number of stream words for some sample")
+        if not np.array_equal(self.golden, lib.predict(x)):
+            raise FlowError(f"{lib.path.name}: the layer-by-layer outputs differ from the top function's")
+
+    def evaluate(self, faults: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For G faults (tuples of bit faults, each injected alone and restored): the outputs (G, N, n_outputs),
+        whether each stopped before the network's last layer (or had no bit to change), and the calls it ran."""
+        bits = [b for fault in faults for b in fault]
+        for b in bits:
+            if b.array not in self.lib.index or b.index < 0 or b.bit < 0:
+                self._raise_out_of_range((b,))  # FaultableLibrary.inject's error, naming the arrays or ranges
+        bit_at = np.cumsum([0, *map(len, faults)], dtype=np.int32)
+        array = np.array([self.lib.index[b.array] for b in bits] or [0], np.int32)
+        index = np.array([b.index for b in bits] or [0], np.uint32)
+        bit = np.array([b.bit for b in bits] or [0], np.uint32)
+        kind = np.array([KIND_CODES[FaultKind(b.kind)] for b in bits] or [0], np.int32)
+        out = np.zeros((len(faults), *self.golden.shape), np.float32)
+        status, calls = np.zeros(len(faults), np.int32), np.zeros(len(faults), np.int32)
+        done = self._c.fi_fast_group(self._generation, len(faults), bit_at, array, index, bit, kind, out, status, calls)
+        if done == -1:
+            raise FlowError(f"{self.lib.path.name}: this evaluator's batch was released or replaced by another's")
+        if done < 0:
+            raise FlowError(f"{self.lib.path.name}: a layer wrote a different number of stream words under a fault")
+        if done < len(faults):
+            self._raise_out_of_range(faults[done])
+        out[(status & 1) == 0] = self.golden
+        return out, (status & 2) != 0, calls
+
+    def _raise_out_of_range(self, fault) -> None:
+        """Raise ``FaultableLibrary.inject``'s error for a fault the C side refused."""
+        try:
+            for b in fault:
+                self.lib.inject(b.array, b.index, b.bit, b.kind)
+        finally:
+            self.lib.restore()
+        raise FlowError(f"fault {fault} is out of range")
+
+    def close(self) -> None:
+        """Free the captured tensors."""
+        self._c.fi_fast_release()

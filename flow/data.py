@@ -9,6 +9,8 @@ is deterministic from the seed."""
 from __future__ import annotations
 
 import dataclasses
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +175,7 @@ def _synthetic(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
 
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_CLASSES = 1000  # as data.classes of the synthetic source: the model gets one logit per class
 
 
 def _npz(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
@@ -185,8 +188,9 @@ def _npz(cfg: DataConfig, seed: int) -> tuple[np.ndarray, ...]:
             if missing:
                 raise FlowError(f"{path}: missing array(s) {', '.join(missing)}; needs {', '.join(NPZ_KEYS)}")
             arrays = {k: f[k] for k in NPZ_KEYS}
-    except (OSError, ValueError) as exc:
-        raise FlowError(f"{path}: not a readable .npz file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # EOFError: an empty file
+        raise FlowError(f"{path}: not a readable .npz file ({' '.join(str(exc).split()) or type(exc).__name__}); "
+                        f"data.path needs a numpy .npz with {', '.join(NPZ_KEYS)}") from None  # fmt: skip
     xs = [_npz_samples(arrays[k], path, k) for k in ("x_train", "x_test")]
     ys = [_npz_labels(arrays[k], path, k, len(x)) for k, x in zip(("y_train", "y_test"), xs, strict=True)]
     if xs[0].shape[1:] != xs[1].shape[1:]:
@@ -222,6 +226,11 @@ def _npz_labels(y: np.ndarray, path: Path, key: str, n: int) -> np.ndarray:
         raise FlowError(
             f"{path}: '{key}' must be {n} non-negative integer labels (or one-hot rows); "
             f"got shape {y.shape}, dtype {y.dtype}"
+        )
+    if len(y) and y.max() >= MAX_CLASSES:
+        raise FlowError(
+            f"{path}: '{key}' has label {y.max()}; allowed: labels 0..{MAX_CLASSES - 1} (at most {MAX_CLASSES} "
+            "classes, one model output each)"
         )
     return y.astype(np.int64)
 

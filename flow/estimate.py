@@ -10,12 +10,14 @@ so they are counted as separate hardware. The numbers are estimates for comparin
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
-from flow.calibration import basis, calibrated_lut, load_factors
+from flow.calibration import basis, calibrated_lut, check_domain, features, load_calibration
 
 RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM_18K")
 
@@ -175,17 +177,43 @@ def _matmul(layer, family: str, clock_ns: float, io_stream: bool) -> LayerEstima
 
 
 def _elementwise(layer, io_stream: bool, lut_per_bit: float, elements: int | None = None) -> LayerEstimate:
-    """Activations, pooling, Add and correction: comparators/adders/multiplexers per element, one output register."""
+    """Activations, pooling, Add and correction: comparators/adders/multiplexers per element, one output register.
+    io_stream builds the logic of one pixel (its channels) and streams the pixels through it, unregistered."""
     out = layer.get_output_variable()
     width = _width(out.type)
     n_out = int(np.prod(out.shape))
     elements = n_out if elements is None else elements
     pixels = int(np.prod(out.shape[:-1])) if len(out.shape) > 1 else 1
     ii = pixels if io_stream else 1
+    built = math.ceil(elements / pixels) if io_stream else elements
     return LayerEstimate(
-        layer.name, layer.class_name, math.ceil(elements * lut_per_bit * width),
+        layer.name, layer.class_name, math.ceil(built * lut_per_bit * width),
         0 if io_stream else n_out * width, 0, 0, 0, ii + 1, ii, 1,
     )  # fmt: skip
+
+
+def _pooling(layer, io_stream: bool) -> LayerEstimate:
+    """Max: a comparator and a multiplexer per bit for each of the window's values but the first; Average: an
+    adder per bit, then the scaling by 1/window (a constant multiplier: csd digits - 1 adders, none for a power of
+    two). A global pooling's window is its whole input map; at io_stream it keeps one running result per channel
+    (one step per value, the map's pixels streamed through it)."""
+    attrs = layer.attributes
+    average = str(attrs.get("pool_op", "Max")).lower() == "average"
+    width = _width(layer.get_output_variable().type)
+    if layer.class_name.startswith("Global"):
+        window = int(np.prod([attrs[k] for k in ("in_height", "in_width") if k in attrs]) or 1)
+        steps = 1 if io_stream else window - 1
+    else:
+        window = int(np.prod([attrs[k] for k in ("pool_height", "pool_width") if k in attrs]) or 1)
+        steps = window - 1
+    per_bit = steps * LUT_PER_ADDER_BIT * (1 if average else 2)
+    if average and window & (window - 1):
+        per_bit += max(csd_digits(round(2**width / window)) - 1, 0) * LUT_PER_ADDER_BIT
+    est = _elementwise(layer, io_stream, per_bit)
+    if not (io_stream and layer.class_name.startswith("Global")):
+        return est
+    n_chan, ii = int(attrs.get("n_filt", 1)), window  # one accumulator register per channel, a pixel per cycle
+    return dataclasses.replace(est, FF=n_chan * width, latency_cycles=ii + 1, ii_cycles=ii)
 
 
 def estimate_layer(layer, family: str, clock_ns: float, io_stream: bool) -> LayerEstimate | None:
@@ -201,8 +229,7 @@ def estimate_layer(layer, family: str, clock_ns: float, io_stream: bool) -> Laye
         per_bit = CORRECTION_LUT_PER_BIT[str(attrs["policy"])] + (CLIP_LUT_PER_BIT if attrs.get("clip") else 0)
         return _elementwise(layer, io_stream, per_bit, protected)
     if cls in ("Pooling2D", "Pooling1D", "GlobalPooling2D", "GlobalPooling1D"):
-        window = int(np.prod([attrs[k] for k in ("pool_height", "pool_width") if k in attrs]) or 1)
-        return _elementwise(layer, io_stream, (window - 1) * 2 * LUT_PER_ADDER_BIT)
+        return _pooling(layer, io_stream)
     if cls == "Merge":
         return _elementwise(layer, io_stream, LUT_PER_ADDER_BIT)
     return _elementwise(layer, io_stream, LUT_PER_ADDER_BIT)  # activations: compare + saturate per element
@@ -219,8 +246,10 @@ def critical_path(graph, cycles: dict[str, int]) -> int:
     return max(finish.values(), default=0)
 
 
-def estimate_graph(graph, part: str, clock_ns: float) -> dict:
-    """Per-layer and total resources and the latency of an hls4ml ModelGraph (``method: analytic``)."""
+def estimate_graph(graph, part: str, clock_ns: float, calibration: str | Path | None = None) -> dict:
+    """Per-layer and total resources and the latency of an hls4ml ModelGraph (``method: analytic``), the LUTs
+    calibrated to yosys (``calibration``: a file, default the shipped one) and whether each layer and the design
+    lie in the domain the calibration was measured on (``add_domain``)."""
     io_stream = graph.config.get_config_value("IOType") == "io_stream"
     family = part_family(part)
     layers = [e for e in (estimate_layer(layer, family, clock_ns, io_stream) for layer in graph.get_layers()) if e]
@@ -250,10 +279,22 @@ def estimate_graph(graph, part: str, clock_ns: float) -> dict:
             "ii_cycles": int(ii),
         },
     }
-    factors = load_factors()
-    if factors:  # what yosys would report for the da4ml RTL of this graph (flow/calibration.py)
-        result["yosys_calibrated"] = {"LUT": calibrated_lut(basis(graph, result), factors)}
+    data = load_calibration(calibration)
+    if data:  # what yosys would report for the da4ml RTL of this graph (flow/calibration.py)
+        result["yosys_calibrated"] = {"LUT": calibrated_lut(basis(graph, result), data["factors"])}
+        add_domain(result, graph, data.get("domain"))
     return result
+
+
+def add_domain(result: dict, graph, domain: dict | None) -> None:
+    """Flag each layer (``in_domain``, ``out_of_domain``: reasons) and the design (the same keys at the top) by the
+    calibration domain: outside it the analytic formulas were never compared with yosys and the calibrated LUTs
+    are an extrapolation."""
+    check = check_domain(features(graph, result), result["io_type"], result["total"]["LUT"], domain)
+    for layer in result["layers"]:
+        reasons = check["layers"].get(layer["name"], [])
+        layer.update(in_domain=check["known"] and not reasons, out_of_domain=reasons)
+    result.update(in_domain=check["known"] and not check["design"], out_of_domain=check["design"])
 
 
 def utilisation(total: dict, capacity: dict) -> dict:

@@ -3,12 +3,14 @@ project (our correction header included, board part and clock set in project.tcl
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 
 from flow.errors import FlowError
+from flow.hls import HlsProject
+from flow.outdir import usable_out_dir
+from flow.rundir import write_text_atomic
 from flow.schema import closest
 from flow.state import read_manifest
 
@@ -24,7 +26,7 @@ def available_projects(out: Path) -> dict[str, Path]:
         manifest = read_manifest(directory)
         rel = manifest.get("ip_project") or manifest.get("project")  # with hls.keep_softmax: the softmax head
         if rel and (directory / rel).is_file():
-            projects[name] = Path(json.loads((directory / rel).read_text())["directory"])
+            projects[name] = HlsProject.load(directory / rel).directory  # relative to the json: this run's own
     return projects
 
 
@@ -38,13 +40,16 @@ def export_projects(out: Path, variants: list[str] | None = None, dest: Path | N
         if name not in projects:
             raise FlowError(f"export: no variant '{name}' in {out}{closest(name, list(projects))}; "
                             f"available: {', '.join(projects)}")  # fmt: skip
-    dest = Path(dest) if dest else Path(out) / "export"
+        if not projects[name].is_dir():
+            raise FlowError(f"export: variant '{name}': its hls4ml project {projects[name]} is missing; "
+                            "run the convert step (or ftflow compare) again")  # fmt: skip
+    dest = usable_out_dir(Path(dest) if dest else Path(out) / "export", "--dest" if dest else "export directory")
     written = []
     for name in chosen:
         target = dest / name
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(projects[name], target, ignore=shutil.ignore_patterns(*BUILD_PRODUCTS))
-        (target / "EXPORT.md").write_text(_instructions(name, target))
+        write_text_atomic(target / "EXPORT.md", _instructions(name, target))
         written.append(target)
     return written
 

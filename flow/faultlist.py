@@ -39,6 +39,34 @@ def target_arrays(table: list[dict], cfg: InjectConfig) -> list[dict]:
     return rows
 
 
+MAX_BER_FAULTS = 1_000_000  # trials of one ber campaign (inject.count)
+MAX_FLIPS_PER_FAULT = 10_000  # expected bit flips in one ber fault (targeted bits x inject.ber)
+MAX_FLIPS_TOTAL = 5_000_000  # expected bit flips of the whole ber campaign: each is a Python object and a C call
+
+
+def targeted_bits(table: list[dict], cfg: InjectConfig) -> int:
+    """How many bits ``cfg.layers`` and ``cfg.targets`` select in the array table."""
+    return sum(r["length"] * r["width"] for r in target_arrays(table, cfg))
+
+
+def check_ber_size(cfg: InjectConfig, population: int) -> None:
+    """Refuse a ber campaign too big to list or run (before any is drawn), naming the key and the bound."""
+    if cfg.count > MAX_BER_FAULTS:
+        raise FlowError(f"inject.count: {cfg.count} ber trials; allowed: at most {MAX_BER_FAULTS} per campaign")
+    per_fault = population * cfg.ber
+    where = f"inject.ber: {cfg.ber:g} over {population} targeted bits gives ~{per_fault:.3g} flips per fault"
+    if per_fault > MAX_FLIPS_PER_FAULT:
+        raise FlowError(
+            f"{where}; allowed: at most {MAX_FLIPS_PER_FAULT} (inject.ber <= {MAX_FLIPS_PER_FAULT / population:.3g} "
+            "here, or fewer inject.layers / inject.targets)"
+        )
+    if per_fault * cfg.count > MAX_FLIPS_TOTAL:
+        raise FlowError(
+            f"{where}, x inject.count {cfg.count} = ~{per_fault * cfg.count:.3g} in all; allowed: at most "
+            f"{MAX_FLIPS_TOTAL} (lower inject.ber or inject.count)"
+        )
+
+
 def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fault]:
     """Deterministic fault list for the configured model and sampling."""
     rows = target_arrays(table, cfg)
@@ -53,6 +81,7 @@ def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fa
         return BitFault(rows[a]["name"], index, bit, kind)
 
     if cfg.model is FaultModel.BER:
+        check_ber_size(cfg, population)
         faults = []
         for _ in range(cfg.count):
             k = int(rng.binomial(population, cfg.ber))

@@ -5,17 +5,29 @@ It is added at convert time, so every compiled project can take faults without b
 Arrays are ap_fixed/ap_int words (a bit is addressed through the ap_fixed bit API), or hls4ml's exponent structs
 of power-of-two weights ``{ap_uint<1> sign; ap_int<E> weight;}``: bits 0..E-1 address the exponent, bit E the sign
 field (see flow/fixedpoint.py Po2Format); their table rows carry ``"word": "exponent"`` and the exponents for
-which hls4ml's shift product is exact for the layer's input type (``exact_exponents``)."""
+which hls4ml's shift product is exact for the layer's input type (``exact_exponents``).
+
+Fast evaluation: ``<project>_fi_fast.cpp`` (the template's last section), compiled in the project's main unit
+(flow/build_cache.py), runs the layer calls of the generated top function ``firmware/<project>.cpp`` one by one on
+a cached batch (flow/csim.py FastEvaluator). A top function this module does not understand gets a stub whose
+``fi_fast_unsupported()`` says why; such projects are evaluated in full."""
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "hls_templates" / "fi_bridge.cpp.in"
+from flow.package_data import template
+from flow.rundir import write_json
+
+TEMPLATE = "fi_bridge.cpp.in"  # in hls_templates/ (flow/package_data.py)
 TABLE = "fi_arrays.json"
 EXPONENT_MARKER = "// ==== exponent words"
+FAST_MARKER = "// ==== fast evaluation"
+LAYERS_MARKER = "// hls-fpga-machine-learning insert layers"  # in hls4ml's top function, before the layers
 KINDS = {"weight": "weight", "bias": "bias"}  # hls4ml weight keys of weight layers; any other key is "batchnorm"
 CORRECTION_CLASS = "Correction"  # ftflow's correction layer (flow/hls_ext.py): every array is correction data
 
@@ -68,11 +80,13 @@ def _is_exponent(row: dict) -> bool:
 
 
 def append_bridge(project_dir: Path, project_name: str, table: list[dict], n_in: int, n_out: int) -> None:
-    """Write the array table next to the project and append the FI bridge to ``<project>_bridge.cpp``."""
-    (project_dir / TABLE).write_text(json.dumps(table, indent=2))
+    """Write the array table next to the project, append the FI bridge to ``<project>_bridge.cpp`` and write the
+    fast evaluation ``<project>_fi_fast.cpp`` (after hls4ml wrote the project: it reads the top function)."""
+    write_json(project_dir / TABLE, table)
     cases = list(enumerate(table))
-    text = TEMPLATE.read_text()
-    main, exponent_code = text[: text.index(EXPONENT_MARKER)], text[text.index(EXPONENT_MARKER) :]
+    text = template(TEMPLATE).read_text()
+    exponent_at, fast_at = text.index(EXPONENT_MARKER), text.index(FAST_MARKER)
+    main, exponent_code, fast = text[:exponent_at], text[exponent_at:fast_at], text[fast_at:]
 
     def inject(i: int, row: dict) -> str:
         setter = "set_exponent_bit" if _is_exponent(row) else "set_bit"
@@ -99,8 +113,238 @@ def append_bridge(project_dir: Path, project_name: str, table: list[dict], n_in:
     text = bridge.read_text()
     end = text.rindex("#endif")  # the bridge is a header-style file: stay inside its include guard
     bridge.write_text(text[:end] + code + "\n" + text[end:])
+    (project_dir / fast_source(project_name)).write_text(fast_code(project_dir, project_name, table, fast, n_in, n_out))
 
 
 def read_table(project_dir: Path) -> list[dict]:
     """The array table written by ``append_bridge``."""
     return json.loads((project_dir / TABLE).read_text())
+
+
+# ---- fast evaluation: the top function's layer calls, one by one ----
+
+
+def fast_source(project_name: str) -> str:
+    """The fast-evaluation source of a project, next to its bridge."""
+    return f"{project_name}_fi_fast.cpp"
+
+
+class Unsupported(Exception):
+    """A top function the fast evaluation does not understand (the project is evaluated in full)."""
+
+
+@dataclass
+class Tensor:
+    ctype: str  # the element type (io_parallel) or the stream word type (io_stream)
+    size: str | None  # io_parallel: values per sample (a C++ expression); io_stream: None (known at capture)
+
+
+@dataclass
+class Call:
+    function: str  # nnet::<name><template arguments>
+    args: list[str]
+    label: str  # the layer name of hls4ml's comment
+    inputs: list[int] = field(default_factory=list)  # tensor ids it reads
+    outputs: list[int] = field(default_factory=list)  # tensor ids it writes
+    arrays: list[int] = field(default_factory=list)  # bridge array indices it names
+
+
+@dataclass
+class Network:
+    stream: bool
+    tensors: list[Tensor]  # 0: the top input, 1: the top output
+    calls: list[Call]
+    names: dict[str, int]  # C++ name (aliases included) -> tensor id
+
+
+_PARAM = {False: re.compile(r"^(\w+) (\w+) ?\[([^\]]+)\]$"), True: re.compile(r"^hls::stream<\s*(\w+)\s*> ?& ?(\w+)$")}
+_DECL = {
+    False: re.compile(r"^(\w+) (\w+) ?\[([^\]]+)\];$"),
+    True: re.compile(r'^hls::stream<\s*(\w+)\s*> (\w+) ?(?:\("\w*"\))?;$'),
+}
+_ALIAS = re.compile(r"^auto ?& ?(\w+) ?= ?(\w+);$")
+_CALL = re.compile(r"^(nnet::\w+ ?(?:<.*>)?) ?\(([^()]*)\);(?: ?// ?(\w+).*)?$")
+_SKIPPED = re.compile(r"^(#pragma\b|//|#ifndef __SYNTHESIS__$|#endif\b|if ?\( ?nnet::trace_enabled ?\))")
+
+
+def parse_top(text: str, project_name: str, table: list[dict]) -> Network:
+    """The tensors and layer calls of hls4ml's top function (one input, one output); ``Unsupported`` if its form
+    is not known."""
+    signature = re.search(rf"\bvoid\s+{project_name}\s*\(([^)]*)\)\s*\{{", text)
+    if signature is None or LAYERS_MARKER not in text:
+        raise Unsupported(f"no top function {project_name}() with hls4ml's layer section")
+    params = [" ".join(p.split()) for p in signature.group(1).split(",")]
+    if len(params) != 2:
+        raise Unsupported(f"the top function has {len(params)} parameters (one input and one output are handled)")
+    stream = params[0].startswith("hls::stream")
+    net = Network(stream, [], [], {})
+    for param in params:
+        match = _PARAM[stream].match(param)
+        if match is None:
+            raise Unsupported(f"top function parameter '{param}'")
+        _add_tensor(net, match)
+    body = text[text.index(LAYERS_MARKER) + len(LAYERS_MARKER) : text.rindex("}")]
+    for line in _statements(body):
+        _statement(net, line)
+    _link(net, {row["name"]: i for i, row in enumerate(table)})
+    return net
+
+
+def _statements(body: str) -> list[str]:
+    """The statements of the layer section, whitespace normalized, without pragmas, comments and trace code."""
+    lines = [" ".join(line.split()) for line in body.splitlines()]
+    return [line for line in lines if line and not _SKIPPED.match(line)]
+
+
+def _add_tensor(net: Network, match: re.Match) -> None:
+    """A parameter or local (type, name[, size]) of the top function as the next tensor."""
+    net.names[match.group(2)] = len(net.tensors)
+    net.tensors.append(Tensor(match.group(1), None if net.stream else match.group(3).strip()))
+
+
+def _statement(net: Network, line: str) -> None:
+    """Record a declaration, an alias (``auto& a = b;``) or a layer call of the top function."""
+    declaration, alias, call = _DECL[net.stream].match(line), _ALIAS.match(line), _CALL.match(line)
+    if declaration:
+        _add_tensor(net, declaration)
+    elif alias and alias.group(2) in net.names:
+        net.names[alias.group(1)] = net.names[alias.group(2)]
+    elif call:
+        args = [a.strip() for a in call.group(2).split(",")] if call.group(2).strip() else []
+        net.calls.append(Call(call.group(1), args, call.group(3) or ""))
+    else:
+        raise Unsupported(f"statement '{line}' in the top function")
+
+
+def _link(net: Network, arrays: dict[str, int]) -> None:
+    """Sort every call's arguments into the tensors it reads (written before: by an earlier call, or the top
+    input) and writes, and the weight arrays it names."""
+    written = {0}
+    for call in net.calls:
+        for arg in call.args:
+            if arg in arrays:
+                call.arrays.append(arrays[arg])
+            elif arg not in net.names:
+                raise Unsupported(f"argument '{arg}' of {call.function} is neither a tensor nor a weight array")
+            elif net.names[arg] in written:
+                call.inputs.append(net.names[arg])
+            elif net.names[arg] in call.outputs:
+                raise Unsupported(f"{call.function} writes {arg} twice")
+            else:
+                call.outputs.append(net.names[arg])
+        if net.stream and len(set(call.inputs)) < len(call.inputs):
+            raise Unsupported(f"{call.function} reads the stream of one tensor twice")
+        written.update(call.outputs)
+    if len(written) != len(net.tensors):
+        raise Unsupported("a tensor of the top function is written by no layer call")
+
+
+def fast_code(project_dir: Path, project_name: str, table: list[dict], template: str, n_in: int, n_out: int) -> str:
+    """``<project>_fi_fast.cpp``: the fast evaluation of the project's top function, or a stub saying why not."""
+    top = project_dir / "firmware" / f"{project_name}.cpp"
+    try:
+        net = parse_top(top.read_text() if top.is_file() else "", project_name, table)
+    except Unsupported as why:
+        reason = "".join(c if c.isprintable() and c not in '"\\' else " " for c in str(why))
+        return (
+            "// ---- ftflow fast fault evaluation (flow/fi_bridge.py): not available for this project ----\n"
+            f'extern "C" const char *fi_fast_unsupported() {{ return "{reason}"; }}\n'
+        )
+    return Template(template[template.index("\n") + 1 :]).substitute(
+        project=project_name, n_in=n_in, n_out=n_out, **_fast_fields(net, n_in, n_out)
+    )
+
+
+def _offsets(lists: list[list[int]]) -> tuple[str, str]:
+    """(offsets, items) of C arrays holding ``lists`` back to back (items end with -1: never empty)."""
+    at = [0]
+    for items in lists:
+        at.append(at[-1] + len(items))
+    return ", ".join(map(str, at)), ", ".join(map(str, [*(i for items in lists for i in items), -1]))
+
+
+def _fast_fields(net: Network, n_in: int, n_out: int) -> dict[str, str]:
+    """The template's per-project fields."""
+    n = len(net.calls)
+    last_read = [
+        max([j for j, c in enumerate(net.calls) if t in c.inputs], default=-1) for t in range(len(net.tensors))
+    ]
+    last_read[1] = n  # the network's output is always read
+    fields = {}
+    for key in ("input", "output", "array"):
+        fields[f"{key}_at"], fields[f"{key}s"] = _offsets([getattr(c, f"{key}s") for c in net.calls])
+    return {
+        **fields,
+        "tensors": "\n".join(f"static tensor<{t.ctype}> t{i};" for i, t in enumerate(net.tensors)),
+        "tensor_list": ", ".join(f"&t{i}" for i in range(len(net.tensors))),
+        "n_tensors": str(len(net.tensors)),
+        "n_calls": str(n),
+        "last_read": ", ".join(map(str, last_read)),
+        "cases": "\n".join(_case(net, j, call) for j, call in enumerate(net.calls)),
+        "capture_input": _capture_input(net, n_in),
+        "write_output": _write_output(net, n_out),
+        "reset": "\n".join(f"    t{i}.reset(n, {t.size});" for i, t in enumerate(net.tensors) if t.size is not None),
+    }
+
+
+def _case(net: Network, j: int, call: Call) -> str:
+    """The switch case of ``run_call`` that runs layer call ``j`` on the given samples."""
+    lines = _stream_call(net, call) if net.stream else [f"{call.function}({', '.join(_array_args(net, call))});"]
+    body = "\n".join(f"            {line}" for line in ["int s = samples[k];", *lines])
+    loop = f"        for (int k = 0; k < count; k++) {{\n{body}\n        }}"
+    return f"    case {j}: // {call.label}\n{loop}\n        return true;"
+
+
+def _array_args(net: Network, call: Call) -> list[str]:
+    """io_parallel: the call's arguments, each tensor as sample s's slice of its gold or work values."""
+    args = []
+    for arg in call.args:
+        t = net.names.get(arg)
+        if t is None:
+            args.append(arg)
+        else:
+            slot = f"t{t}.in(s)" if t in call.inputs else f"t{t}.out(s, capture)"
+            args.append(f"arr<{net.tensors[t].size}>({slot})")
+    return args
+
+
+def _stream_call(net: Network, call: Call) -> list[str]:
+    """io_stream: local streams filled from the input tensors, the call, the output streams emptied."""
+    lines, args, pulls = [], [], []
+    for arg in call.args:
+        t = net.names.get(arg)
+        if t is None:
+            args.append(arg)
+            continue
+        local = f"a{len(args)}"
+        args.append(local)
+        lines.append(f"hls::stream<{net.tensors[t].ctype}> {local};")
+        if t in call.inputs:
+            lines.append(f"t{t}.push(s, {local});")
+        else:
+            pulls.append(f"if (!t{t}.pull(s, {local}, capture, n))\n                return false;")
+    return [*lines, f"{call.function}({', '.join(args)});", *pulls]
+
+
+def _capture_input(net: Network, n_in: int) -> str:
+    """The batch's float inputs converted to the input tensor's gold values, as the bridge converts them."""
+    ctype, x = net.tensors[0].ctype, "const_cast<float *>(x) + (size_t)s * " + str(n_in)
+    if not net.stream:
+        convert = f"nnet::convert_data<float, {ctype}, {n_in}>({x}, t0.out(s, true));"
+        return f"    for (int s = 0; s < n; s++)\n        {convert}"
+    return (
+        f"    for (int s = 0; s < n; s++) {{\n        hls::stream<{ctype}> in;\n"
+        f"        nnet::convert_data<float, {ctype}, {n_in}>({x}, in);\n"
+        "        if (!t0.pull(s, in, true, n))\n            return false;\n    }"
+    )
+
+
+def _write_output(net: Network, n_out: int) -> str:
+    """The output tensor (work where it differs from gold) converted to floats, as the bridge converts it."""
+    ctype, y = net.tensors[1].ctype, f"y + (size_t)s * {n_out}"
+    if not net.stream:
+        return f"    for (int s = 0; s < n; s++)\n        nnet::convert_data<{ctype}, float, {n_out}>(t1.in(s), {y});"
+    return (
+        f"    for (int s = 0; s < n; s++) {{\n        hls::stream<{ctype}> out;\n        t1.push(s, out);\n"
+        f"        nnet::convert_data<{ctype}, float, {n_out}>(out, {y});\n    }}"
+    )

@@ -20,6 +20,7 @@ from flow.emulate import weight_layers
 from flow.errors import FlowError
 from flow.rank import Ranking
 from flow.schema import closest
+from flow.training import model_outputs
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def profile_bounds(model, layers: list[str], x: np.ndarray) -> dict[str, tuple[n
     import tensorflow as tf
 
     probe = tf.keras.Model(model.inputs, [model.get_layer(name).output for name in layers])
-    outputs = probe.predict(x, batch_size=256, verbose=0)
+    outputs = model_outputs(probe, x)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     bounds = {}
     for name, out in zip(layers, outputs, strict=True):

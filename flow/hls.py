@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import re
 import subprocess
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from pathlib import Path
 from flow.boards import Board
 from flow.config import HlsConfig
 from flow.errors import FlowError
+from flow.rundir import write_json
 
+log = logging.getLogger(__name__)
 PRECISION_REPORT = "precision_report.json"  # every layer's types and who set them, written with the project
 
 
@@ -29,8 +32,11 @@ class HlsProject:
     n_outputs: int
 
     def save(self, path: Path) -> None:
-        data = {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
-        path.write_text(json.dumps(data, indent=2))
+        """Write ``path``; the directory is stored relative to the file's own directory when it lies under it
+        (a copied or moved run directory then uses its own project), else absolute."""
+        directory, base = Path(self.directory).resolve(), Path(path).parent.resolve()
+        stored = directory.relative_to(base).as_posix() if directory.is_relative_to(base) else str(directory)
+        write_json(path, {**self.__dict__, "directory": stored})
 
     def library(self) -> Path | None:
         """The newest compiled C-sim library ``firmware/<project>-<stamp>.so``, if any."""
@@ -39,8 +45,15 @@ class HlsProject:
 
     @classmethod
     def load(cls, path: Path) -> HlsProject:
+        """Read ``path``; a relative directory is taken from the file's own directory."""
         data = json.loads(path.read_text())
-        return cls(**{**data, "directory": Path(data["directory"])})
+        directory = Path(data["directory"])
+        if not directory.is_absolute():
+            directory = (Path(path).parent / directory).resolve()
+        elif not directory.is_relative_to(Path(path).parent.resolve()):
+            log.warning("%s names the project %s outside its directory: a copy of a run made by an older ftflow "
+                        "uses the original's files (convert again)", path, directory)  # fmt: skip
+        return cls(**{**data, "directory": directory})
 
 
 def hls_config(model, cfg: HlsConfig, input_frac_bits: int, trace: bool = False) -> dict:
@@ -117,7 +130,7 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
     from flow.fi_bridge import append_bridge, array_table
     from flow.hls_precision import fidelity_report
 
-    (output_dir / PRECISION_REPORT).write_text(json.dumps(fidelity_report(graph, config), indent=2))
+    write_json(output_dir / PRECISION_REPORT, fidelity_report(graph, config))
     project = project_of(graph, cfg, output_dir)
     append_bridge(output_dir, cfg.project_name, array_table(graph), project.n_inputs, project.n_outputs)
     return graph, config

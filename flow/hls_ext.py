@@ -5,11 +5,11 @@ type is the input type). ``register_correction()`` registers all of it; it is id
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
-HEADER = Path(__file__).resolve().parent.parent / "hls_templates" / "nnet_correction.h"
+from flow.package_data import template as shipped_template
+
+HEADER = "nnet_correction.h"  # in hls_templates/ (flow/package_data.py)
 BACKENDS = ("Vivado", "Vitis")
 PASS_NAME = "correction_result_type"
 
@@ -176,7 +176,7 @@ def register_correction() -> None:
         backend = hls4ml.backends.get_backend(backend_name)
         for template in _templates(layer_cls):
             backend.register_template(template)
-        backend.register_source(HEADER)
+        backend.register_source(shipped_template(HEADER))
         name = f"{backend_name.lower()}:{PASS_NAME}"
         backend.register_pass(name, precision_pass)
         for optimizers in flows_inferring_precision(get_flow, backend.get_default_flow()):

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from flow.errors import FlowError
+from flow.rundir import write_atomic
 from flow.schema import IDENTIFIER
 
 # Keras layer types hls4ml converts for us, and those that must be replaced by a quantized twin.
@@ -66,7 +67,7 @@ def load_user_model(cfg):
 def save_model(model, path: Path) -> Path:
     """Save a model in HDF5 (the format QKeras round-trips reliably)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path, include_optimizer=False)
+    write_atomic(path, lambda p: model.save(p, include_optimizer=False))  # a kill leaves no half model
     return path
 
 

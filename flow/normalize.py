@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flow.errors import FlowError
+from flow.training import model_outputs
 
 IDENTITIES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
               "ActivityRegularization"}  # fmt: skip
@@ -247,8 +248,8 @@ def check_normalization(original, normalized: Normalized, x: np.ndarray) -> dict
 
     if not normalized.actions:
         return {"bit_exact": True, "n_samples": len(x), "compared": "unchanged model"}
-    expected = np.asarray(original.predict(x, batch_size=256, verbose=0))
-    got = np.asarray(normalized.model.predict(x, batch_size=256, verbose=0))
+    expected = np.asarray(model_outputs(original, x))
+    got = np.asarray(model_outputs(normalized.model, x))
     if normalized.output_activation is not None:
         fn = getattr(tf.keras.activations, normalized.output_activation)
         got = np.asarray(fn(tf.constant(got)))

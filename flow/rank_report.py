@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from flow.rank import Ranking
+from flow.rundir import write_atomic, write_json
 
 
 def ranking_to_dict(ranking: Ranking) -> dict:
@@ -48,7 +49,7 @@ def ranking_from_dict(data: dict) -> Ranking:
 
 
 def write_ranking(ranking: Ranking, path: Path) -> Path:
-    path.write_text(json.dumps(ranking_to_dict(ranking), indent=2))
+    write_json(path, ranking_to_dict(ranking))
     return path
 
 
@@ -94,7 +95,7 @@ def validate(rankings: dict[str, Ranking], reference: str = "fi") -> dict:
     return report
 
 
-def plot_ranking(ranking: Ranking, path: Path) -> Path:
+def plot_ranking(ranking: Ranking, path: Path | BinaryIO) -> Path | BinaryIO:
     """One bar chart per layer: each channel's score over the layer's maximum, the layer's top 10 % in red; the
     label gives the layer's maximum relative to the global one (how the layers compare)."""
     import matplotlib
@@ -119,6 +120,9 @@ def plot_ranking(ranking: Ranking, path: Path) -> Path:
     axes[-1, 0].set_xlabel("output channel (filter / neuron); red = the layer's top 10 %")
     fig.suptitle(f"Vulnerability by {ranking.method} (each layer relative to its maximum)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    if isinstance(path, str | Path):
+        write_atomic(path, lambda p: fig.savefig(p, dpi=110))
+    else:  # a file object (the HTML report embeds the figure)
+        fig.savefig(path, format="png", dpi=110)
     plt.close(fig)
     return path

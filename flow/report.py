@@ -11,17 +11,22 @@ from pathlib import Path
 
 from flow import report_plots
 from flow.errors import FlowError
+from flow.outdir import usable_out_dir
+from flow.rundir import write_text_atomic
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}
-th{background:#eee}img{max-width:100%;border:1px solid #ddd}.missing{color:#888;font-style:italic}"""
+th{background:#eee}img{max-width:100%;border:1px solid #ddd}.missing{color:#888;font-style:italic}
+.warning{color:#a40;font-weight:bold}"""
 SUMMARY_COLUMNS = (
-    "variant", "verified", "fault_free_accuracy", "critical_rate", "critical_ci95", "critical_reduction_pct", "LUT",
+    "variant", "verified", "fault_free_accuracy", "critical_rate", "critical_ci95", "critical_reduction_pct",
+    "fault_sites", "per_bit_relative_rate", "per_bit_relative_ci95", "per_bit_reduction_pct", "fit", "fit_ci95", "LUT",
     "FF", "DSP", "BRAM_18K", "latency_cycles", "LUT_overhead_pct", "DSP_overhead_pct", "macs_overhead_pct",
     "fits_board",
 )  # fmt: skip
 ESTIMATOR_COLUMNS = (
     "variant", "estimate_method", "LUT", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic",
+    "estimate_in_domain", "deploy_suggestion",
 )  # fmt: skip
 
 
@@ -46,7 +51,17 @@ def _figure(png: bytes | None, alt: str, what: str, how: str) -> str:
 
 
 def _json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The JSON object in ``path``, None when it is missing; a FlowError naming the file when it is corrupt."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:  # ValueError: JSONDecodeError and UnicodeDecodeError
+        raise FlowError(f"report: {path}: not readable JSON ({' '.join(str(exc).split())[:200]}); "
+                        "rerun the step that writes it, or remove the file") from None  # fmt: skip
+    if not isinstance(data, dict):
+        raise FlowError(f"report: {path}: expected a JSON object, got {type(data).__name__}; rerun its step")
+    return data
 
 
 def _ranking(out: Path):
@@ -64,16 +79,24 @@ def _compare_rows(out: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def _basis_text(rows: list[dict]) -> str:
+    from flow.compare import BASIS_LABELS, basis_of
+
+    basis = basis_of(rows)
+    return f"basis {basis.value}: {BASIS_LABELS[basis]}"
+
+
 def _sections(out: Path) -> list[str]:
     rows = _compare_rows(out)
     compare_hint = "run `ftflow compare CFG --out OUT`"
     parts = ["<h2>Per-layer vulnerability</h2>"]
     parts.append(_figure(report_plots.vulnerability(_ranking(out)), "vulnerability", "ranking", "run the rank step"))
-    parts.append("<h2>Critical-SDC rate vs hardening ratio</h2>")
-    parts.append(_figure(report_plots.critical_vs_ratio(rows), "critical vs ratio", "selective variants", compare_hint))
+    basis = f" ({_basis_text(rows)})" if rows else ""
+    parts.append(f"<h2>Critical failure rate vs hardening cost{html.escape(basis)}</h2>")
+    parts.append(_figure(report_plots.critical_vs_cost(rows), "critical vs cost", "selective variants", compare_hint))
     parts.append("<h2>Resource overhead per variant</h2>")
     parts.append(_figure(report_plots.overhead_bars(rows), "overhead", "comparison", compare_hint))
-    parts.append("<h2>Resilience vs overhead (Pareto front)</h2>")
+    parts.append(f"<h2>Resilience vs overhead (Pareto front){html.escape(basis)}</h2>")
     front, png = report_plots.pareto_front(rows)
     parts.append(_figure(png, "pareto", "comparison", compare_hint))
     if front:
@@ -84,9 +107,13 @@ def _sections(out: Path) -> list[str]:
     parts.append(_figure(report_plots.accuracy_vs_pruning(rows), "pruning", "pruned variants", compare_hint))
     parts.append("<h2>Comparison</h2>")
     if rows:
-        parts.append(_table(rows, SUMMARY_COLUMNS, "compare/table.csv (all columns there)"))
+        caption = ("compare/table.csv (all columns there); per fault: critical_rate, critical_reduction_pct; per bit "
+                   "(equal per-bit upset rate): per_bit_relative_rate = sites x rate / the baseline's, fit (compare."
+                   "fit_per_mbit)")  # fmt: skip
+        parts.append(_table(rows, SUMMARY_COLUMNS, caption))
         parts.append("<h2>Estimator vs synthesis</h2>")
-        caption = "LUT of the estimate method; the analytic estimate, raw and calibrated to yosys, and yosys/analytic"
+        caption = ("LUT of the estimate method; the analytic estimate, raw and calibrated to yosys, yosys/analytic; "
+                   "estimate_in_domain False: outside the calibration domain (extrapolated)")  # fmt: skip
         parts.append(_table(rows, ESTIMATOR_COLUMNS, caption))
     else:
         parts.append(_missing("comparison table", compare_hint))
@@ -99,13 +126,14 @@ def _run_tables(out: Path) -> list[str]:
     resources = _json(out / "estimate" / "resources.json")
     if resources:
         caption = f"estimate ({resources['method']}), board {resources['board']} ({resources['part']})"
-        total = {"name": "total", **resources["total"], "latency_cycles": resources["latency"]["cycles"]}
+        total = {"name": "total", **resources["total"], "latency_cycles": resources["latency"]["cycles"],
+                 "in_domain": resources.get("in_domain", "")}  # fmt: skip
         layers = resources.get("layers", [])
-        parts.append(
-            _table([*layers, total], ("name", "kind", "LUT", "FF", "DSP", "BRAM_18K", "latency_cycles"), caption)
-        )
+        columns = ("name", "kind", "LUT", "FF", "DSP", "BRAM_18K", "latency_cycles", "in_domain")
+        parts.append(_table([*layers, total], columns, caption))
         util = {"name": "% of board", **resources.get("utilisation_pct", {}), "fits": resources.get("fits")}
         parts.append(_table([util], ("name", "LUT", "FF", "DSP", "BRAM_18K", "fits"), "board utilisation"))
+        parts += [f'<p class="warning">{html.escape(line)}</p>' for line in resources.get("warnings", [])]
     else:
         parts.append(_missing("resource estimate", "run the estimate step"))
     verify = _json(out / "verify" / "report.json")
@@ -125,8 +153,19 @@ def _configured_title(out: Path) -> str | None:
     import yaml
 
     path = out / "config.yaml"
-    data = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return ((data or {}).get("report") or {}).get("title")
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # ValueError: UnicodeDecodeError, huge integers
+        raise FlowError(f"report: {path}: not a readable run configuration ({' '.join(str(exc).split())[:200]}); "
+                        "give the title with --title, or rerun the run to rewrite it") from None  # fmt: skip
+    section = data.get("report") if isinstance(data, dict) else data  # None: an empty file or no report section
+    title = section.get("title") if isinstance(section, dict) else None
+    if (section is not None and not isinstance(section, dict)) or (title is not None and not isinstance(title, str)):
+        raise FlowError(f"report: {path}: report.title is not a string in a mapping (as ftflow writes it); "
+                        "give the title with --title, or rerun the run to rewrite it")  # fmt: skip
+    return title
 
 
 def write_report(out: Path, title: str | None = None) -> Path:
@@ -134,6 +173,7 @@ def write_report(out: Path, title: str | None = None) -> Path:
     out = Path(out)
     if not out.is_dir():
         raise FlowError(f"report: run directory not found: {out}")
+    directory = usable_out_dir(out / "report", "report directory")  # before the work of the plots
     title = title or _configured_title(out) or f"ftflow report: {out.resolve().name}"
     page = (
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -141,7 +181,6 @@ def write_report(out: Path, title: str | None = None) -> Path:
         + "\n".join(_sections(out))
         + "</body></html>"
     )
-    path = out / "report" / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
+    path = directory / "index.html"
+    write_text_atomic(path, page)
     return path

@@ -46,35 +46,57 @@ def vulnerability(ranking) -> bytes | None:
     return buffer.getvalue()
 
 
-def critical_vs_ratio(rows: list[dict]) -> bytes | None:
-    """Critical-SDC rate (with its 95 % interval) against the hardening ratio, one line per policy; the baseline
-    and full DMR/TMR as horizontal references."""
-    swept = [r for r in rows if r["kind"] in POLICY_KINDS and _number(r["harden_ratio"]) is not None]
-    if not swept:
+def cost_overhead_pct(row: dict, base: dict) -> float:
+    """LUT+DSP overhead of ``row`` in % of ``base`` (the hardening cost of the plots and the goal check)."""
+    cost, reference = (float(r["LUT"]) + float(r["DSP"]) for r in (row, base))
+    return 100.0 * (cost - reference) / reference if reference else 0.0
+
+
+def _point_label(row: dict) -> str:
+    """b20% for a hardening budget, r0.3 for a ratio, '' for a case hardened as harden.* configures it."""
+    budget, ratio = _number(row.get("harden_budget_pct")), _number(row.get("harden_ratio"))
+    return f"b{budget:g}%" if budget is not None else f"r{ratio:g}" if ratio is not None else ""
+
+
+def cost_series(rows: list[dict]) -> dict[str, list[tuple[float, float, float, float, str]]]:
+    """Per selective policy, its (LUT+DSP overhead %, rate, low, high, label) points by cost: ratio (r0.3) and
+    budget (b20%) rows alike, the rate on the table's basis (rows whose rate is undefined are left out)."""
+    from flow.compare import basis_of, rate, rate_interval
+
+    basis = basis_of(rows)
+    series: dict[str, list] = {}
+    for row in rows:
+        value = rate(row, basis)
+        if row["kind"] in POLICY_KINDS and value is not None:
+            point = (cost_overhead_pct(row, rows[0]), value, *rate_interval(row, basis), _point_label(row))
+            series.setdefault(row["kind"], []).append(point)
+    return {kind: sorted(points) for kind, points in series.items()}
+
+
+def critical_vs_cost(rows: list[dict]) -> bytes | None:
+    """Critical failure rate on the table's basis (with its 95 % interval) against the LUT+DSP overhead, one line
+    per selective policy (``cost_series``); the baseline and full DMR/TMR as horizontal references."""
+    from flow.compare import BASIS_LABELS, basis_of, rate
+
+    series = cost_series(rows)
+    if not series:
         return None
+    basis = basis_of(rows)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for kind in POLICY_KINDS:
-        points = sorted((float(r["harden_ratio"]), r) for r in swept if r["kind"] == kind)
-        if not points:
-            continue
-        x = [p for p, _ in points]
-        y = np.array([float(r["critical_rate"]) for _, r in points])
-        ci = np.array([_interval(r["critical_ci95"]) for _, r in points])
-        ax.errorbar(x, y, yerr=[y - ci[:, 0], ci[:, 1] - y], marker="o", capsize=3, label=kind)
+    for kind, points in series.items():
+        x, y, lo, hi = (np.array([p[i] for p in points]) for i in range(4))
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=kind)
+        for cost, value, *_, label in points:
+            ax.annotate(label, (cost, value), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for row in rows:
-        if row["kind"] in REFERENCE_KINDS:
-            ax.axhline(float(row["critical_rate"]), linestyle="--", linewidth=1, color="grey")
-            ax.annotate(row["variant"], (ax.get_xlim()[0], float(row["critical_rate"])), fontsize=7, va="bottom")
-    ax.set_xlabel("hardening ratio (fraction of filters/neurons duplicated per layer)")
-    ax.set_ylabel("critical-SDC rate")
+        if row["kind"] in REFERENCE_KINDS and rate(row, basis) is not None:
+            ax.axhline(rate(row, basis), linestyle="--", linewidth=1, color="grey")
+            ax.annotate(row["variant"], (ax.get_xlim()[0], rate(row, basis)), fontsize=7, va="bottom")
+    ax.set_xlabel("LUT + DSP overhead vs baseline (%); r: hardening ratio, b: hardening budget")
+    ax.set_ylabel(BASIS_LABELS[basis].replace(" (", "\n("))
     ax.legend(fontsize=8)
     return _png(fig)
-
-
-def _interval(text: str) -> tuple[float, float]:
-    low, high = text.strip("[]").split(",")
-    return float(low), float(high)
 
 
 def overhead_bars(rows: list[dict]) -> bytes | None:
@@ -95,27 +117,33 @@ def overhead_bars(rows: list[dict]) -> bytes | None:
     return _png(fig)
 
 
+def front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """The (cost, rate, name) points no other point beats on both (cost <= and rate <=, not equal), by cost."""
+    return sorted(
+        p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and (q[0], q[1]) != (p[0], p[1]) for q in points)
+    )
+
+
 def pareto_front(rows: list[dict]) -> tuple[list[str], bytes | None]:
-    """Critical-SDC rate against LUT+DSP overhead; the variants no other variant beats on both are the front.
-    Returns (front variant names, PNG)."""
-    points = [(float(r["LUT"]) + float(r["DSP"]), float(r["critical_rate"]), r["variant"]) for r in rows]
+    """Critical failure rate on the table's basis against LUT+DSP overhead; the variants no other variant beats on
+    both are the front (rows whose rate is undefined are left out). Returns (front variant names, PNG)."""
+    from flow.compare import BASIS_LABELS, basis_of, rate
+
+    basis = basis_of(rows)
+    points = [(cost_overhead_pct(r, rows[0]), rate(r, basis), r["variant"]) for r in rows if rate(r, basis) is not None]
     if len(points) < 2:
         return [], None
-    base = points[0][0]
-    front = [
-        p for p in points if not any(q[0] <= p[0] and q[1] <= p[1] and (q[0], q[1]) != (p[0], p[1]) for q in points)
-    ]
-    front.sort()
+    best = front(points)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for cost, rate, name in points:
-        ax.scatter(100 * (cost - base) / base, rate, color="tab:blue")
-        ax.annotate(name, (100 * (cost - base) / base, rate), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.plot([100 * (c - base) / base for c, _, _ in front], [r for _, r, _ in front], color="tab:red", label="front")
+    for cost, value, name in points:
+        ax.scatter(cost, value, color="tab:blue")
+        ax.annotate(name, (cost, value), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.plot([c for c, _, _ in best], [v for _, v, _ in best], color="tab:red", label="front")
     ax.set_xlabel("LUT + DSP overhead vs baseline (%)")
-    ax.set_ylabel("critical-SDC rate")
+    ax.set_ylabel(BASIS_LABELS[basis].replace(" (", "\n("))
     ax.legend(fontsize=8)
-    return [name for _, _, name in front], _png(fig)
+    return [name for _, _, name in best], _png(fig)
 
 
 def accuracy_vs_pruning(rows: list[dict]) -> bytes | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import math
 import re
 import types
 import typing
@@ -97,13 +98,36 @@ def _convert(tp: Any, value: Any, source: str, path: str, meta: Any = None) -> A
         str: isinstance(value, str),
     }.get(tp)
     if not ok:
-        raise FlowError(f"{where}: got {value!r}, expected {_describe(tp)}")
-    value = float(value) if tp is float else value
+        raise FlowError(f"{where}: got {_short(value)}, expected {_describe(tp)}")
+    if tp is int:
+        _check_range(value, where, meta or {})  # its own bounds first: the most precise message
+    if tp is int and abs(value) > MAX_INT:
+        raise FlowError(f"{where}: got {_short(value)}, too large; allowed: at most {MAX_INT} in magnitude")
+    if tp is float:
+        try:
+            value = float(value)
+        except OverflowError:  # an integer literal beyond float's range
+            raise FlowError(f"{where}: got {_short(value)}, too large for a number; allowed: finite numbers "
+                            "(at most about 1.8e308)") from None  # fmt: skip
+        if not math.isfinite(value):
+            raise FlowError(f"{where}: got {value!r}; allowed: a finite number")
     if tp is str:
         _check_pattern(value, where, meta or {})
-    else:
+    elif tp is not int:  # ints were checked above
         _check_range(value, where, meta or {})
     return value
+
+
+MAX_INT = 2**63 - 1  # what numpy's int64 and the C++ side can hold
+
+
+def _short(value: Any) -> str:
+    """repr of ``value``, abbreviated for huge integers and long strings (error messages stay one short line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INT:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"  # str() may refuse
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _check_pattern(value: str, where: str, meta: Any) -> None:
@@ -121,7 +145,7 @@ def _check_range(value: Any, where: str, meta: Any) -> None:
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
         span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise FlowError(f"{where}: got {value!r}, allowed range {span}")
+        raise FlowError(f"{where}: got {_short(value)}, allowed range {span}")
 
 
 def to_plain(obj: Any) -> Any:

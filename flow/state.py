@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 from flow.data import Dataset
 from flow.errors import FlowError
 from flow.hls import HlsProject
+from flow.rundir import read_json, write_json
 
 MANIFEST = "manifest.json"
 
@@ -42,7 +42,17 @@ class RunState:
                 manifest.pop(key, None)
             else:
                 manifest[key] = str(Path(value).resolve().relative_to(self.out.resolve()))
-        (self.out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        write_json(self.out / MANIFEST, manifest)
+
+    def note(self, **values: Any) -> None:
+        """Store plain values (keys, the lineage) in the manifest; None forgets one."""
+        manifest = read_manifest(self.out)
+        for key, value in values.items():
+            if value is None:
+                manifest.pop(key, None)
+            else:
+                manifest[key] = value
+        write_json(self.out / MANIFEST, manifest)
 
     def artefact(self, key: str, needed_by: str, made_by: str) -> Path:
         """Path of a recorded artefact, or an error telling which step makes it."""
@@ -55,5 +65,5 @@ class RunState:
 
 
 def read_manifest(out: Path) -> dict:
-    path = out / MANIFEST
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """What earlier runs recorded in ``out``; {} when there is none or it is unreadable (with a warning)."""
+    return read_json(Path(out) / MANIFEST) or {}

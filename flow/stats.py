@@ -39,4 +39,20 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
     denom = 1.0 + z * z / trials
     centre = (phat + z * z / (2 * trials)) / denom
     half = z * math.sqrt(phat * (1 - phat) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact ends, not 3e-19 of rounding
+    return low, 1.0 if successes == trials else min(1.0, centre + half)
+
+
+def ratio_interval(
+    k1: int, n1: int, k0: int, n0: int, scale: float = 1.0, confidence: float = 0.95
+) -> tuple[float | None, float, float]:
+    """Ratio ``scale * (k1/n1) / (k0/n0)`` of two independent binomial proportions, with an interval: the ratio of
+    the bounds of their Wilson intervals, each at confidence sqrt(confidence), [scale lo1/hi0, scale hi1/lo0]. Both
+    intervals hold together with probability ``confidence`` (independent campaigns), and then the ratio lies in
+    this one: it covers at least that often (conservative), also with k1 = 0 or k0 = 0, where Katz's log interval
+    is undefined. k0 = 0: the ratio is None (no reference failure) and the upper bound infinite."""
+    each = math.sqrt(confidence)
+    lo1, hi1 = wilson_interval(k1, n1, each)
+    lo0, hi0 = wilson_interval(k0, n0, each)
+    ratio = scale * (k1 / n1) / (k0 / n0) if k0 and n1 else None
+    return ratio, scale * lo1 / hi0, scale * hi1 / lo0 if lo0 > 0 else math.inf

@@ -17,7 +17,9 @@ from flow.boards import resolve_board
 from flow.config import RunConfig, config_to_dict
 from flow.data import Dataset, fit_to_shape, load_dataset
 from flow.errors import FlowError, VerificationError
+from flow.freshness import note_keys, refresh_inputs
 from flow.hls import PRECISION_REPORT, HlsProject
+from flow.rundir import read_json, write_atomic, write_json, write_text_atomic
 from flow.schema import closest
 from flow.state import RunState, read_manifest
 
@@ -78,13 +80,13 @@ def step_load(state: RunState, cfg: RunConfig) -> RunState:
         check_model(model)
         ds = fit_to_shape(raw, input_shape(model), cfg.data.input_frac_bits)
     report = {**normalized.summary(), "check": check_normalization(original, normalized, ds.x_test)}
-    (out / "normalize.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "normalize.json", report)
     if not report["check"]["bit_exact"]:
         raise VerificationError(
             f"normalizing '{original.name}' changed its outputs on {report['check']['n_samples_differing']} test "
             f"samples (a bug: please report it with {out / 'normalize.json'})"
         )
-    (out / "data.json").write_text(json.dumps(ds.summary(), indent=2))
+    write_json(out / "data.json", ds.summary())
     state.record(model=save_model(model, out / "model.h5"), unhardened_model=None, ranking=None)
     summary = ds.summary()
     state = dataclasses.replace(state, model=model, data=ds, project=None)
@@ -102,22 +104,26 @@ def step_train(state: RunState, cfg: RunConfig) -> RunState:
     state = need_data(state, cfg, "train")
     out = state.step_dir("train")
     result = train_model(state.model, state.data, cfg.train, cfg.seed)
-    (out / "history.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "history.json", result)
     state.record(model=save_model(state.model, out / "model.h5"), unhardened_model=None, ranking=None)
     return state.with_summary("train", epochs=cfg.train.epochs, test_accuracy=result["test_accuracy"])
 
 
 def step_convert(state: RunState, cfg: RunConfig) -> RunState:
     """Convert with hls4ml, write the project and compile the C-sim library into <out>/convert/hls_project."""
-    from flow.hls import convert
+    from flow.csim import record_library
+    from flow.hls import convert, hls_config
 
     state = need_model(state, "convert")
+    board = resolve_board(cfg.board)  # config errors (board, hls.layers) before the old project is removed
+    hls_config(state.model, cfg.hls, cfg.data.input_frac_bits)
     out = state.step_dir("convert")
     project_dir = out / "hls_project"
+    state.record(project=None, ip_project=None)  # a conversion that fails leaves no removed project on record
     shutil.rmtree(project_dir, ignore_errors=True)
-    board = resolve_board(cfg.board)
     project, config = convert(state.model, cfg.hls, board, cfg.data.input_frac_bits, project_dir)
-    (out / "hls_config.json").write_text(json.dumps(config, indent=2, default=str))
+    record_library(project)  # its size and SHA-256, checked by every load
+    write_json(out / "hls_config.json", config, default=str)
     shutil.copyfile(project_dir / PRECISION_REPORT, out / PRECISION_REPORT)
     project.save(out / "project.json")
     state.record(project=out / "project.json", ip_project=_ip_project(state, cfg, board, out))
@@ -155,8 +161,8 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     x, y = state.data.x_test[:n], state.data.y_test[:n]
     keras_logits = logits(state.model, x)
     csim_logits = CSimLibrary(project).predict(x).reshape(keras_logits.shape)
-    np.save(out / "logits_keras.npy", keras_logits)
-    np.save(out / "logits_csim.npy", csim_logits)
+    write_atomic(out / "logits_keras.npy", lambda p: np.save(p, keras_logits))
+    write_atomic(out / "logits_csim.npy", lambda p: np.save(p, csim_logits))
     report = {**compare_logits(keras_logits, csim_logits, y), "backend": project.backend, "io_type": project.io_type}
     precisions = project.directory / PRECISION_REPORT
     if precisions.is_file():  # types that cannot be exact (a float BatchNormalization) or can wrap on other inputs
@@ -177,7 +183,7 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
             state.model, x[bad], cfg.hls, resolve_board(cfg.board), cfg.data.input_frac_bits, out / "trace_project"
         )
         report.update(per_layer=rows, first_mismatch_layer=first_mismatch(rows))
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "report.json", report)
     hidden = ("per_layer", "inexact_layers", "wrap_risks")
     state = state.with_summary("verify", **{k: v for k, v in report.items() if k not in hidden},
                                wrap_risks=len(report.get("wrap_risks", [])))  # fmt: skip
@@ -221,7 +227,7 @@ def step_rank(state: RunState, cfg: RunConfig) -> RunState:
     }
     if cfg.rank.compare:
         report = validate(rankings)
-        (out / "validation.json").write_text(json.dumps(report, indent=2))
+        write_json(out / "validation.json", report)
         summary.update({f"rho_{m}": r["global"]["spearman"] for m, r in report["methods"].items()})
     return state.with_summary("rank", **summary)
 
@@ -246,7 +252,7 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     summary = overhead_summary(state.model, hardened, selection, cfg.harden)
     summary["no_fault_bit_exact"] = bool(np.array_equal(baseline_logits, hardened_logits))
     summary["ranking"] = ranking.method if ranking is not None else None
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     if not summary["no_fault_bit_exact"] and not cfg.harden.clip:
         raise RuntimeError("hardened model differs from the baseline with no fault (a bug: please report it)")
     state.record(unhardened_model=_unhardened_path(state, manifest), model=save_model(hardened, out / "model.h5"))
@@ -310,7 +316,7 @@ def step_prune(state: RunState, cfg: RunConfig) -> RunState:
         "accuracy_before": accuracy(state.model, x, y), "accuracy_after": accuracy(pruned, x, y),
         "fine_tuning": tuning, "total": totals, "layers": layers,
     }  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     state.record(model=save_model(pruned, out / "model.h5"), ranking=None, unhardened_model=None)
     state = dataclasses.replace(state, model=pruned, project=None)
     return state.with_summary(
@@ -325,13 +331,41 @@ def _unhardened_path(state: RunState, manifest: dict) -> Path:
     return state.out / manifest.get("unhardened_model", manifest["model"])
 
 
+def check_inject_samples(cfg: RunConfig, n_test: int | None = None) -> None:
+    """Refuse inject.samples beyond the test set (``n_test``: its size; None: from data.n_test or the data)."""
+    asked, limit = cfg.inject.samples, cfg.data.n_test
+    if n_test is None and limit is not None and asked > limit:
+        raise FlowError(f"inject.samples: {asked} test images asked, but data.n_test: {limit} keeps at most {limit}; "
+                        "allowed: at most the test-set size (lower inject.samples or raise data.n_test)")  # fmt: skip
+    size = len(load_dataset(cfg.data, cfg.seed).x_test) if n_test is None else n_test
+    if asked > size:
+        raise FlowError(f"inject.samples: {asked} test images asked, the test set of data '{cfg.data.name.value}' "
+                        f"has {size} (data.n_test: {'null' if limit is None else limit}); allowed: at most {size} "
+                        "(lower inject.samples or raise data.n_test)")  # fmt: skip
+
+
+def _check_campaign_up_front(cfg: RunConfig, out: Path, names: Sequence[str]) -> None:
+    """inject.samples against the test set and, unless this run converts again, a ber campaign's size against the
+    recorded project (step_inject checks both again)."""
+    from flow.config import FaultModel
+    from flow.faultlist import check_ber_size, targeted_bits
+    from flow.fi_bridge import TABLE
+
+    check_inject_samples(cfg)
+    rel = read_manifest(out).get("project")
+    if cfg.inject.model is FaultModel.BER and "convert" not in names and rel and (out / rel).is_file():
+        table = HlsProject.load(out / rel).directory / TABLE
+        if table.is_file():
+            check_ber_size(cfg.inject, targeted_bits(json.loads(table.read_text()), cfg.inject))
+
+
 def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     """Fault-injection campaign on the compiled C-sim (inject.*), resumed on rerun.
 
     Results go to inject/campaign.sqlite as they come; rates with Wilson intervals to inject/summary.json."""
     import os
 
-    from flow.campaign import CampaignDB, campaign_id, run_campaign, summarize
+    from flow.campaign import CampaignDB, campaign_id, campaign_inputs, run_campaign, short_inputs, summarize
     from flow.csim import FaultableLibrary
     from flow.faultlist import build_fault_list, faults_to_json
 
@@ -341,31 +375,38 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     icfg = cfg.inject
     lib = FaultableLibrary(project)
     faults = build_fault_list(lib.arrays, icfg, cfg.seed)
+    check_inject_samples(cfg, len(state.data.x_test))
     x, y = state.data.x_test[: icfg.samples], state.data.y_test[: icfg.samples]
     golden = lib.predict(x)
-    cid = campaign_id(project, faults, x, cfg.seed)
-    (out / "faults.json").write_text(json.dumps({"campaign": cid, "faults": faults_to_json(faults)}))
+    inputs = campaign_inputs(project, faults, x, cfg.seed)
+    cid = campaign_id(inputs)
+    write_json(out / "faults.json", {"campaign": cid, "faults": faults_to_json(faults)}, indent=None)
     layer_of = {row["name"]: row["layer"] for row in lib.arrays}
     layers = ["+".join(sorted({layer_of[b.array] for b in f})) or "none" for f in faults]
     db = CampaignDB(out / "campaign.sqlite")
     try:
-        meta = {"model": icfg.model.value, "samples": len(x), "seed": cfg.seed, "project": str(project.directory)}
+        where = os.path.relpath(project.directory, state.out.resolve())  # the run directory may move
+        meta = {"model": icfg.model.value, "samples": len(x), "seed": cfg.seed, "project": where,
+                "inputs": short_inputs(inputs)}  # fmt: skip
         db.ensure(cid, meta, faults, layers)
         workers = icfg.workers or os.cpu_count() or 1
-        timing = run_campaign(project, faults, x, y, golden, db, cid, workers, icfg.chunk)
-        summary = {"campaign": cid, "fault_model": icfg.model.value, "samples": len(x), **summarize(db.rows(cid))}
+        timing = run_campaign(project, faults, x, y, golden, db, cid, workers, icfg.chunk,
+                              evaluation=icfg.evaluation.value)  # fmt: skip
+        summary = {"campaign": cid, "inputs": short_inputs(inputs), "fault_model": icfg.model.value,
+                   "samples": len(x), **summarize(db.rows(cid))}  # fmt: skip
     finally:
         db.close()
     summary["golden_accuracy"] = float(np.mean(golden.argmax(axis=1) == y))
+    summary["evaluation"] = timing.pop("evaluation")  # the mode that ran (fast/full) and the share stopped early
     summary["timing"] = timing
     if icfg.crosscheck:
         summary["crosscheck"] = _crosscheck(state.model, lib, faults, x, y, icfg.crosscheck, cfg.seed)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     total = summary["total"]
     return state.with_summary(
         "inject", campaign=cid, faults=total["n_faults"], critical_rate=round(total["critical"]["rate"], 5),
         sdc_rate=round(total["sdc"]["rate"], 5), mean_accuracy=total["mean_accuracy"],
-        per_fault_ms=round(timing["per_fault_ms"], 3),
+        per_fault_ms=round(timing["per_fault_ms"], 3), evaluation=summary["evaluation"]["mode"],
     )  # fmt: skip
 
 
@@ -406,7 +447,7 @@ def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
         "modules": {name: {"input": vars(i), "output": vars(o)} for name, (i, o) in design.modules.items()},
         "units": design.instances,
     }  # fmt: skip
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out / "report.json", report)
     if differing:
         raise VerificationError(f"RTL and C-sim differ on {differing} of {len(x)} samples (see {out / 'report.json'})")
     return state.with_summary("rtl", bit_exact=True, n_samples=len(x), modules=len(design.modules), simulator=simulator)
@@ -420,10 +461,11 @@ def step_estimate(state: RunState, cfg: RunConfig) -> RunState:
     state = need_model(state, "estimate")
     out = state.step_dir("estimate")
     result = estimate_resources(state.model, cfg, out)
-    (out / "resources.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "resources.json", result)
+    deploy = {"deploy": result["suggestion"]["label"]} if result.get("suggestion") else {}  # when it does not fit
     return state.with_summary(
         "estimate", method=result["method"], **result["total"], latency_cycles=result["latency"]["cycles"],
-        board=result["board"], fits=result["fits"],
+        board=result["board"], fits=result["fits"], in_domain=result.get("in_domain"), **deploy,
     )  # fmt: skip
 
 
@@ -455,22 +497,30 @@ def run(cfg: RunConfig, out: str | Path | None = None, steps: Sequence[str] | No
     """Run the named steps (default: cfg.steps or DEFAULT_STEPS) into ``out`` (default: cfg.out)."""
     names = resolve_steps(steps or cfg.steps)
     out_dir = Path(out or cfg.out)
+    if "inject" in names:  # before anything is written: a bad inject.* loses nothing
+        _check_campaign_up_front(cfg, out_dir, names)
     out_dir.mkdir(parents=True, exist_ok=True)
     recorded = {**config_to_dict(cfg), "out": str(out_dir)}  # the directory actually used (--out)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    write_text_atomic(out_dir / "config.yaml", yaml.safe_dump(recorded, sort_keys=False))
     state = RunState(out=out_dir)
-    for name in names:
+
+    def execute(state: RunState, name: str) -> RunState:
         log.info("step %s", name)
-        start = time.perf_counter()
+        before, start = read_manifest(out_dir), time.perf_counter()
         try:
             state = STEPS[name](state, cfg)
         finally:
             _record_time(out_dir, name, time.perf_counter() - start)
+        note_keys(state, cfg, name, before)
+        return state
+
+    for name in names:  # what a step reads is first made current for this config (flow/freshness.py)
+        state = execute(refresh_inputs(state, cfg, name, execute), name)
     return state
 
 
 def _record_time(out: Path, step: str, seconds: float) -> None:
     path = out / "time_per_step.json"
-    times = json.loads(path.read_text()) if path.is_file() else {}
+    times = read_json(path) or {}  # unreadable (a kill while writing): warned, started again
     times[step] = round(seconds, 3)
-    path.write_text(json.dumps(times, indent=2))
+    write_json(path, times)

@@ -9,6 +9,7 @@ import numpy as np
 
 from flow.boards import Board
 from flow.config import HlsConfig
+from flow.training import model_outputs
 
 
 def compare_logits(keras_logits: np.ndarray, csim_logits: np.ndarray, labels: np.ndarray | None = None) -> dict:
@@ -33,7 +34,7 @@ def keras_layer_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
 
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     probe = tf.keras.Model(model.inputs, [layer.output for layer in layers])
-    outputs = probe.predict(x, verbose=0)
+    outputs = model_outputs(probe, x)
     outputs = outputs if isinstance(outputs, list) else [outputs]
     return {layer.name: np.asarray(out) for layer, out in zip(layers, outputs, strict=True)}
 

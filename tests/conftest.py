@@ -18,6 +18,25 @@ TINY = {
 }
 
 
+SHARED_FIXTURE_GROUPS = {  # test modules that share an expensive session fixture run on the same xdist worker
+    "test_csim_harden": "hardened",  # compiled_hardened
+    "test_rtl": "hardened",
+    "test_inject": "campaigns",  # fi_runs, compare_run
+    "test_report": "campaigns",
+    "test_basis": "campaigns",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``: -n 2 --dist loadgroup) every module runs on one worker, and modules that
+    share a session fixture on the same one, so no compiled fixture is built twice."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_synthesis_cache(tmp_path_factory):
     """yosys results are cached by content; tests use their own cache, never the user's."""
@@ -92,11 +111,9 @@ def trained_zoo():
 
 @pytest.fixture(scope="session")
 def compiled_zoo(trained_zoo, tmp_path_factory):
-    """(model, bits, io_type, backend) -> HlsProject, written one by one and compiled in parallel."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """(model, bits, io_type, backend) -> HlsProject, written one by one and compiled in one pool."""
     from flow.boards import resolve_board
-    from flow.hls import compile_project, project_of, write_project
+    from flow.hls import compile_projects, project_of, write_project
 
     root = tmp_path_factory.mktemp("zoo_projects")
     projects = {}
@@ -107,8 +124,7 @@ def compiled_zoo(trained_zoo, tmp_path_factory):
                 out = root / f"{model}_{bits}_{io_type}_{backend}"
                 graph, _ = write_project(keras_model, cfg.hls, resolve_board(cfg.board), 8, out)
                 projects[(model, bits, io_type, backend)] = project_of(graph, cfg.hls, out)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(pool.map(lambda p: compile_project(p, "O1"), projects.values()))
+    compile_projects(list(projects.values()), "O1")
     return projects
 
 
@@ -132,12 +148,10 @@ HARDEN_CASES = tuple((*target, mode, policy) for target in HARDEN_TARGETS for mo
 
 @pytest.fixture(scope="session")
 def compiled_hardened(trained_zoo, tmp_path_factory):
-    """case -> (hardened Keras model, HlsProject): hardened by l1 ranking (ratio 0.3), compiled in parallel."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """case -> (hardened Keras model, HlsProject): hardened by l1 ranking (ratio 0.3), compiled in one pool."""
     from flow.boards import resolve_board
     from flow.harden import harden_model, select_channels
-    from flow.hls import compile_project, project_of, write_project
+    from flow.hls import compile_projects, project_of, write_project
     from flow.rank import Ranking, norm_scores
 
     root = tmp_path_factory.mktemp("hardened_projects")
@@ -153,8 +167,7 @@ def compiled_hardened(trained_zoo, tmp_path_factory):
         out = root / "_".join(map(str, case))
         graph, _ = write_project(hardened, run_cfg.hls, resolve_board(run_cfg.board), 8, out)
         built[case] = (hardened, project_of(graph, run_cfg.hls, out))
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(pool.map(lambda item: compile_project(item[1], "O1"), built.values()))
+    compile_projects([project for _, project in built.values()], "O1")
     return built
 
 
@@ -164,10 +177,8 @@ def compiled_hardened(trained_zoo, tmp_path_factory):
 @pytest.fixture(scope="session")
 def fi_runs(tmp_path_factory):
     """name -> (run directory, RunConfig, RunState) for 'base', 'stream' and 'tmr' (full TMR, vote)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from flow.boards import resolve_board
-    from flow.hls import compile_project, project_of, write_project
+    from flow.hls import compile_projects, project_of, write_project
     from flow.steps import run
 
     root = tmp_path_factory.mktemp("fi_runs")
@@ -188,8 +199,7 @@ def fi_runs(tmp_path_factory):
         state.record(project=out / "convert" / "project.json")
         runs[name] = (out, cfg, state)
         projects.append(project)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(pool.map(lambda p: compile_project(p, "O1"), projects))
+    compile_projects(projects, "O1")
     return runs
 
 

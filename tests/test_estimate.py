@@ -14,6 +14,7 @@ from flow.config import (
     HardenConfig,
     HardenMode,
     HlsConfig,
+    IOType,
     ModelConfig,
     Selection,
     Strategy,
@@ -227,3 +228,173 @@ def test_shipped_calibration_is_used_by_the_analytic_estimate(tmp_path):
     analytic_conv1 = next(e["LUT"] for e in result["layers"] if e["name"] == "conv1")
     assert unroll(conv1) == 64 and layer_basis["conv1"] == ("Conv2D", analytic_conv1 * 64)  # 8x8 pixels at once
     assert result["yosys_calibrated"]["LUT"] == calibrated_lut(layer_basis, factors) > 0
+
+
+# ---- pooling, io_stream logic, the calibration domain, deploy suggestions, the calibration file ----
+
+
+def _pooled(pool: str, bits: int = 6):
+    """image(4x4x2) -> QConv2D(3) 'conv' -> relu 'relu' -> global pooling 'pool' -> QDense(2) 'fc'."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits
+
+    from flow.training import seed_everything
+
+    seed_everything(0)
+    q = quantized_bits(bits, 0, alpha=1)
+    x = tf.keras.Input((4, 4, 2), name="image")
+    y = QConv2D(3, 3, padding="same", kernel_quantizer=q, bias_quantizer=q, name="conv")(x)
+    y = QActivation(f"quantized_relu({bits})", name="relu")(y)
+    y = getattr(tf.keras.layers, pool)(name="pool")(y)
+    return tf.keras.Model(x, QDense(2, kernel_quantizer=q, bias_quantizer=q, name="fc")(y))
+
+
+def _width(graph, name: str) -> int:
+    layer = next(layer for layer in graph.get_layers() if layer.name == name)
+    return int(layer.get_output_variable().type.precision.width)
+
+
+@pytest.mark.parametrize("pool, per_bit", [("GlobalAveragePooling2D", 1), ("GlobalMaxPooling2D", 2)])
+def test_global_pooling_is_estimated_not_zero(tmp_path, pool, per_bit):
+    # 3 channels over a 4x4 map: 15 adders (average; 1/16 is a shift) or 15 compare + mux steps (max) per bit
+    graph, _ = build_graph(_pooled(pool), HlsConfig(), PYNQ, 8, tmp_path / "graph")
+    est = estimate_graph(graph, PYNQ.part, PYNQ.clock_period)
+    layer = next(e for e in est["layers"] if e["name"] == "pool")
+    assert layer["kind"] == "GlobalPooling2D" and layer["LUT"] == 3 * 15 * per_bit * _width(graph, "pool") > 0
+    assert layer["in_domain"] is False and "GlobalPooling2D was not calibrated" in layer["out_of_domain"][0]
+    # io_stream: one running sum/maximum per channel, the 16 pixels streamed through it
+    graph, _ = build_graph(_pooled(pool), HlsConfig(io_type=IOType.STREAM), PYNQ, 8, tmp_path / "stream")
+    layer = next(e for e in estimate_graph(graph, PYNQ.part, PYNQ.clock_period)["layers"] if e["name"] == "pool")
+    assert layer["LUT"] == 3 * per_bit * _width(graph, "pool") and layer["ii_cycles"] == 16
+
+
+def test_io_stream_builds_the_logic_of_one_pixel(tmp_path):
+    # relu over an 8x8x4 map: io_parallel 256 elements side by side, io_stream the 4 channels of one pixel
+    model = _lenet()
+    parallel = {e["name"]: e for e in _estimate(model, tmp_path / "p")["layers"]}
+    stream = {e["name"]: e for e in _estimate(model, tmp_path / "s", HlsConfig(io_type=IOType.STREAM))["layers"]}
+    assert parallel["relu1"]["LUT"] == 64 * stream["relu1"]["LUT"] > 0 and stream["relu1"]["ii_cycles"] == 64
+
+
+def test_domain_ranges_and_reasons_by_hand():
+    from flow.calibration import check_domain, measure_domain
+
+    point = {"kind": "Dense", "basis": 100, "multipliers": 10, "unroll": 1, "input_bits": 6}
+    domain = measure_domain([point, {**point, "basis": 400, "multipliers": 40, "input_bits": 9}], [500, 2000])
+    assert domain["kinds"]["Dense"] == {"basis": [100, 400], "multipliers": [10, 40], "unroll": [1, 1],
+                                        "input_bits": [6, 9]}  # fmt: skip
+    assert domain["design_LUT"] == [500, 2000] and domain["hls"]["io_type"] == "io_parallel"
+    row = {**point, "strategy": "latency", "reuse_factor": 1}
+    inside = {"a": {**row, "basis": 700}, "b": {**row, "basis": 60}}  # within the 2x margin
+    assert check_domain(inside, "io_parallel", 1000, domain) == {"known": True, "layers": {"a": [], "b": []},
+                                                                 "design": []}  # fmt: skip
+    outside = {"a": {**row, "basis": 900}, "c": {**row, "kind": "Merge"}, "d": {**row, "reuse_factor": 4}}
+    check = check_domain(outside, "io_stream", 5000, domain)
+    assert check["layers"]["a"] == ["basis 900 above the measured 100..400"]
+    assert "Merge was not calibrated" in check["layers"]["c"][0] and check["layers"]["d"] == [
+        "reuse_factor 4 (measured at 1)"
+    ]
+    assert check["design"][:2] == ["io_type io_stream (measured at io_parallel)",
+                                   "analytic LUT 5000 above the measured designs' 500..2000"]  # fmt: skip
+    assert check["design"][2].startswith("3 of 3 layers outside")
+    assert check_domain(inside, "io_parallel", 1000, None)["known"] is False  # an older file: nothing known
+
+
+def test_the_calibrated_design_is_in_the_domain(tmp_path):
+    # the bench's lenet (8x8x1, filters 4/8, 6 bits, io_parallel) on pynq-z2: fits, in the domain, nothing to say
+    from flow.resources import estimate_resources
+
+    cfg = config_from_dict({"model": {"name": "lenet", "filters": [4, 8], "weight_bits": 6, "act_bits": 6}}, "t")
+    result = estimate_resources(_lenet(), cfg, tmp_path)
+    assert result["in_domain"] is True and result["out_of_domain"] == []
+    assert all(e["in_domain"] and not e["out_of_domain"] for e in result["layers"])
+    assert result["fits"] is True and result["suggestion"] is None and result["warnings"] == []
+
+
+def test_an_oversized_design_is_flagged_with_a_deploy_suggestion(tmp_path):
+    # lenet with 16/32 filters on 16x16 inputs at io_parallel: ~390k LUT, far above the calibrated layers and designs
+    # and 7x a pynq-z2; the suggestion is the smallest power-of-two reuse factor at io_stream/Resource that fits
+    from flow import resources
+
+    cfg = config_from_dict({"model": {"name": "lenet", "filters": [16, 32], "dense_units": 16}}, "t")
+    model = build_model(cfg.model, (16, 16, 1), 10)
+    result = resources.estimate_resources(model, cfg, tmp_path)
+    assert result["board"] == "pynq-z2" and result["fits"] is False and result["in_domain"] is False
+    assert any("above the measured designs'" in r for r in result["out_of_domain"])
+    assert any("above the measured" in r for e in result["layers"] for r in e["out_of_domain"])
+    suggestion = result["suggestion"]
+    assert suggestion["fits"] is True and suggestion["hls"]["io_type"] == "io_stream"
+    assert all(v <= 100 for v in suggestion["utilisation_pct"].values())
+    rf = suggestion["hls"]["reuse_factor"]
+    assert suggestion["hls"]["strategy"] == "Resource" and rf > 2
+    smaller = HlsConfig(io_type=IOType.STREAM, strategy=Strategy.RESOURCE, reuse_factor=rf // 2)
+    assert resources._try(model, cfg, PYNQ, smaller, tmp_path / "smaller")["fits"] is False  # the smallest that fits
+    text = "\n".join(result["warnings"])
+    assert "does not fit pynq-z2: LUT" in text and "outside the calibration domain" in text
+    assert f"deploy as hls: {suggestion['hls']}" in text
+
+
+def test_a_design_no_configuration_fits_names_the_boards_it_would(tmp_path, monkeypatch):
+    from flow import resources
+
+    tiny = Board("tiny", "xc7a12tcsg325-1", 10.0, {"LUT": 100, "FF": 100, "DSP": 1, "BRAM_18K": 1})
+    monkeypatch.setattr(resources, "resolve_board", lambda _: tiny)
+    monkeypatch.setattr(resources, "MAX_SUGGESTED_REUSE", 4)  # keep the search short
+    cfg = config_from_dict({"model": {"name": "lenet", "filters": [2, 4], "dense_units": 8}}, "t")
+    result = resources.estimate_resources(_lenet((2, 4), 8), cfg, tmp_path)
+    suggestion = result["suggestion"]
+    assert suggestion["fits"] is False and suggestion["label"] == "none fits tiny"
+    assert suggestion["least"]["hls"]["io_type"] == "io_stream" and "pynq-z2" in suggestion["boards"]
+    assert "no io_stream/Resource configuration up to reuse_factor" in result["warnings"][-1]
+
+
+def test_a_named_user_calibration_is_used_and_a_bad_one_refused(tmp_path):
+    from flow.calibration import CALIBRATION_FILE
+
+    shipped = json.loads(CALIBRATION_FILE.read_text())
+    doubled = {**shipped, "factors": {k: {**f, "factor": 2 * f["factor"]} for k, f in shipped["factors"].items()}}
+    user = tmp_path / "mine.json"
+    user.write_text(json.dumps(doubled))
+    graph, _ = build_graph(_lenet(), HlsConfig(), PYNQ, 8, tmp_path / "graph")
+    default = estimate_graph(graph, PYNQ.part, PYNQ.clock_period)["yosys_calibrated"]["LUT"]
+    mine = estimate_graph(graph, PYNQ.part, PYNQ.clock_period, user)["yosys_calibrated"]["LUT"]
+    assert mine == pytest.approx(2 * default, abs=2)
+    with pytest.raises(FlowError, match=r"estimate.calibration: file not found: .*absent.json"):
+        estimate_graph(graph, PYNQ.part, PYNQ.clock_period, tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text('{"measured": "today"}')
+    with pytest.raises(FlowError, match="has no 'factors'"):
+        estimate_graph(graph, PYNQ.part, PYNQ.clock_period, tmp_path / "bad.json")
+    with pytest.raises(FlowError, match=r"calibration: got 'mine.txt'; allowed: a .json file"):
+        config_from_dict({"estimate": {"calibration": "mine.txt"}}, "t")
+
+
+def _bench():
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "calibrate_yosys.py"
+    spec = importlib.util.spec_from_file_location("calibrate_yosys", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_calibration_bench_writes_a_user_file_never_the_shipped_one(tmp_path, monkeypatch):
+    from flow.calibration import CALIBRATION_FILE, load_calibration
+
+    before = (CALIBRATION_FILE.read_bytes(), CALIBRATION_FILE.stat().st_mtime_ns)
+    bench = _bench()
+    row = {"strategy": "latency", "reuse_factor": 1, "multipliers": 4, "unroll": 1, "input_bits": 6}
+    fake = [{"model": "m", "variant": "baseline", "basis": {"fc": ("Dense", 50.0), "relu": ("Activation", 10.0)},
+             "features": {"fc": {**row, "kind": "Dense", "basis": 50.0}, "relu": {**row, "kind": "Activation",
+                          "basis": 10.0, "multipliers": 0}},
+             "synth": {"total": {"LUT": 125}, "modules": {"fc": {"LUT": 25}, "relu": {"LUT": 100}}},
+             "analytic_LUT": 60}]  # fmt: skip
+    monkeypatch.setattr(bench, "measure", lambda board: fake)
+    monkeypatch.setenv("FTFLOW_CACHE", str(tmp_path / "cache"))
+    assert bench.main([]) == 0  # the default: the user cache, not the package
+    written = load_calibration(tmp_path / "cache" / "yosys_calibration.json")
+    assert written["factors"]["Dense"]["factor"] == 0.5 and written["factors"]["Activation"]["factor"] == 10.0
+    assert written["domain"]["kinds"]["Dense"]["basis"] == [50.0, 50.0] and written["domain"]["design_LUT"] == [60, 60]
+    assert bench.main(["--out", str(tmp_path / "named.json")]) == 0 and (tmp_path / "named.json").is_file()
+    assert bench.main(["--dry-run", "--out", str(tmp_path / "dry.json")]) == 0 and not (tmp_path / "dry.json").exists()
+    assert (CALIBRATION_FILE.read_bytes(), CALIBRATION_FILE.stat().st_mtime_ns) == before

@@ -5,7 +5,6 @@ ranking, and clear refusals of what cannot be bit-exact."""
 from __future__ import annotations
 
 import gc
-import os
 
 import numpy as np
 import pytest
@@ -305,12 +304,10 @@ def quantizer_models():
 
 @pytest.fixture(scope="session")
 def quantizer_projects(quantizer_models, tmp_path_factory):
-    """name -> HlsProject, written one by one and compiled in parallel at -O1."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """name -> HlsProject, written one by one and compiled in one pool at -O1."""
     from flow.boards import resolve_board
     from flow.config import config_from_dict
-    from flow.hls import compile_project, project_of, write_project
+    from flow.hls import compile_projects, project_of, write_project
 
     root = tmp_path_factory.mktemp("quantizer_projects")
     projects = {}
@@ -319,8 +316,7 @@ def quantizer_projects(quantizer_models, tmp_path_factory):
         cfg = config_from_dict({"hls": hls}, name)
         graph, _ = write_project(model, cfg.hls, resolve_board(cfg.board), 8, root / name)
         projects[name] = project_of(graph, cfg.hls, root / name)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(pool.map(lambda p: compile_project(p, "O1"), projects.values()))
+    compile_projects(list(projects.values()), "O1")
     return projects
 
 

@@ -12,7 +12,7 @@ from flow.cli import main
 from flow.errors import FlowError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FIGURES = {"vulnerability", "critical vs ratio", "overhead", "pareto", "pruning"}
+FIGURES = {"vulnerability", "critical vs cost", "overhead", "pareto", "pruning"}
 
 
 class _Page(HTMLParser):

@@ -184,3 +184,30 @@ def test_check_model_names_unquantized_and_unsupported_layers():
         check_model(_keras_model(layers.Flatten(), QDense(3, name="fc")))
     q = quantized_bits(6, 0, alpha=1)
     check_model(_keras_model(QConv2D(2, 3, kernel_quantizer=q, bias_quantizer=q, name="ok")))
+
+
+@pytest.mark.parametrize("name", list(ZooName))
+def test_every_weight_layer_of_the_hls4ml_graph_is_ranked_hardened_tallied_and_estimated(name, tmp_path):
+    """No layer silently skipped: the sets agree with the weight layers hls4ml converts (issue 20 part 1)."""
+    from flow.boards import resolve_board
+    from flow.config import HardenConfig, HardenMode, HlsConfig
+    from flow.estimate import estimate_graph
+    from flow.fi_bridge import array_table
+    from flow.harden import harden_model, layer_costs, overhead_summary, select_channels
+    from flow.hls import build_graph
+    from flow.rank import first_order_scores
+
+    model = build_model(ModelConfig(name=name, filters=(4, 8, 8) if name is ZooName.RESNET8 else None), SHAPES[name], 5)
+    board = resolve_board(config_from_dict({}).board)
+    graph, _ = build_graph(model, HlsConfig(), board, 8, tmp_path / "graph")
+    graph_layers = {row["layer"] for row in array_table(graph) if row["kind"] == "weight"}
+    x = np.random.default_rng(0).random((4, *SHAPES[name]), dtype=np.float32)
+    assert set(first_order_scores(model, x)) == graph_layers
+    assert set(layer_costs(model)) == graph_layers and all(c.macs > 0 for c in layer_costs(model).values())
+    cfg = HardenConfig(mode=HardenMode.FULL_TMR)
+    hardened = harden_model(model, select_channels(model, None, cfg), cfg, x)
+    assert {n for n, row in overhead_summary(model, hardened, {}, cfg)["layers"].items() if row["extra_channels"]} == (
+        graph_layers
+    )
+    estimate = {row["name"]: row for row in estimate_graph(graph, board.part, board.clock_period)["layers"]}
+    assert all(estimate[layer]["LUT"] + estimate[layer]["DSP"] > 0 for layer in graph_layers)

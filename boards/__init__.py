@@ -1,0 +1,1 @@
+"""Board descriptions (``<name>.yaml``), shipped as the data package ``flow.boards_data`` (pyproject.toml)."""
