@@ -51,9 +51,8 @@ def refresh_inputs(state: RunState, cfg: RunConfig, step: str, execute: Execute,
         if step in MODEL_STEPS and lineage[-1].step == step:  # a rerun replaces the step's earlier result
             lineage = _truncate(state, lineage, len(lineage) - 1)
         state = _refresh_model(state, cfg, lineage, execute)
-    current = read_lineage(read_manifest(state.out))[-1].key
-    manifest = read_manifest(state.out)
-    keys = manifest.get("keys", {})
+    manifest = read_manifest(state.out)  # as the refresh left it
+    current, keys = read_lineage(manifest)[-1].key, manifest.get("keys", {})
     ranked = ranked or "ranking" in manifest
     if uses_ranking(step, cfg, ranked) and keys.get("ranking") != step_key("rank", cfg, current):
         log.warning("step %s: the recorded ranking is of another model or rank config; ranking again", step)
