@@ -27,6 +27,7 @@ SHARED_FIXTURE_GROUPS = {  # test modules that share an expensive session fixtur
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which turns the xdist_group marks into groups
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist (``make test``: -n 2 --dist loadgroup) every module runs on one worker, and modules that
     share a session fixture on the same one, so no compiled fixture is built twice."""
@@ -37,11 +38,22 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(SHARED_FIXTURE_GROUPS.get(module, module)))
 
 
+def pytest_collection_finish(session):
+    """Under --dist loadgroup every test must carry its group, else each worker builds every shared fixture again
+    (pytest 9 with pytest-xdist 3.8 drops the groups silently: pyproject pins pytest 8)."""
+    if session.config.getvalue("loadgroup") and any("@" not in item.nodeid for item in session.items):
+        raise pytest.UsageError("pytest-xdist did not group the tests (--dist loadgroup): check the pinned pytest")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_synthesis_cache(tmp_path_factory):
-    """yosys results are cached by content; tests use their own cache, never the user's."""
+    """C-sim objects and yosys results are cached by content; tests use the session's own cache, never the user's."""
     saved = os.environ.get("FTFLOW_CACHE")
-    os.environ["FTFLOW_CACHE"] = str(tmp_path_factory.mktemp("ftflow_cache"))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # one cache for the session's xdist workers (entries are locked and written atomically)
+    (root / "ftflow_cache").mkdir(exist_ok=True)
+    os.environ["FTFLOW_CACHE"] = str(root / "ftflow_cache")
     yield
     if saved is None:
         os.environ.pop("FTFLOW_CACHE", None)
