@@ -1,7 +1,9 @@
 """Fault-injection benchmark (100 samples) on the demo LeNet (examples/lenet_digits.yaml) and resnet_tiny
 (examples/resnet_tiny_digits.yaml): the golden batch time and, per fault and as a ratio to it, campaigns
-evaluated in full and fast on 1 worker and fast on all workers, the share of faults stopped early, fast with one
-fault per C call against groups, and (LeNet, ``--naive``) rebuilding the project per fault for 3 faults.
+evaluated in full and fast on 1 worker and fast on all workers (local pool, and Dask: a LocalCluster the campaign
+starts, and one already running), the goal "Dask within 15 % of the local pool", the share of faults stopped
+early, fast with one fault per C call against groups, and (LeNet, ``--naive``) rebuilding the project per fault
+for 3 faults.
 
 Usage: .venv/bin/python bench/bench_inject.py [--out runs/bench_inject] [--faults 400] [--models lenet resnet_tiny]
 Trains and converts each model (g++ -O3) unless its output directory holds it.
@@ -10,6 +12,7 @@ Trains and converts each model (g++ -O3) unless its output directory holds it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -56,7 +59,11 @@ def bench_model(name: str, out: Path, n_faults: int, naive: bool) -> None:
     runs = {}
     for mode, workers in (("full", 1), ("fast", 1), ("fast", cores)):
         runs[(mode, workers)] = _campaign(project, faults, x, y, lib.predict(x), workers, mode)
-    assert runs[("full", 1)][3] == runs[("fast", 1)][3] == runs[("fast", cores)][3], "fast rows differ from full"
+    dask = {"own cluster": _campaign(project, faults, x, y, lib.predict(x), cores, "fast", "dask")}
+    with _local_cluster(cores) as address:  # started before the clock: steady state, library loads included
+        dask["running cluster"] = _campaign(project, faults, x, y, lib.predict(x), cores, "fast", "dask", address)
+    rows = [r[3] for r in (*runs.values(), *dask.values())]
+    assert all(r == rows[0] for r in rows), "rows differ between modes or engines"
     fast = FastEvaluator(lib, x)
     grouped = {size: _per_fault_ms(fast, faults, size) for size in (1, 25)}
     fast.close()
@@ -67,6 +74,15 @@ def bench_model(name: str, out: Path, n_faults: int, naive: bool) -> None:
     for (mode, workers), (ms, cpu, _, _) in runs.items():
         ratio = f"{ms / golden_ms:.3f}x golden" + (f", CPU {cpu / golden_cpu:.3f}x" if workers == 1 else "")
         print(f"per fault, {mode:4s}, {workers} worker(s):         {ms:8.3f} ms  ({ratio})")
+    pool = runs[("fast", cores)][0]
+    for label, (ms, *_) in dask.items():
+        print(f"per fault, fast, {cores} Dask workers, {label + ':':16s} {ms:8.3f} ms  ({ms / pool:.2f}x local pool)")
+    for label, (ms, *_) in dask.items():
+        verdict = "met" if ms <= 1.15 * pool else "not met"
+        print(
+            f"goal: Dask LocalCluster on {cores} workers within 15 % of the local pool ({label}): {verdict} "
+            f"({ms:.3f} vs {pool:.3f} ms per fault, {100 * (ms / pool - 1):+.0f} %)"
+        )
     report = runs[("fast", 1)][2]
     print(f"fast: faults stopped early:               {100 * report['stopped_early_share']:7.1f} %")
     print(f"fast vs full, 1 worker:                   {runs[('full', 1)][1] / runs[('fast', 1)][1]:8.2f}x less CPU")
@@ -78,20 +94,36 @@ def bench_model(name: str, out: Path, n_faults: int, naive: bool) -> None:
         print(f"in-memory full vs rebuilding:             {naive_ms / runs[('full', 1)][0]:8.0f}x faster")
 
 
-def _campaign(project, faults, x, y, golden, workers: int, mode: str) -> tuple[float, float, dict, list]:
-    """(wall ms per fault, this process's CPU ms per fault, the evaluation report, the rows) of one campaign."""
+def _campaign(project, faults, x, y, golden, workers: int, mode: str, engine: str = "local",
+              scheduler: str | None = None) -> tuple[float, float, dict, list]:  # fmt: skip
+    """(wall ms per fault, this process's CPU ms per fault, the evaluation report, the rows) of one campaign (the
+    workers' start included: a pool, a LocalCluster, or only the library loads on a running ``scheduler``)."""
     from flow.campaign import CampaignDB, run_campaign
 
     with tempfile.TemporaryDirectory() as tmp:
         db = CampaignDB(Path(tmp) / "c.sqlite")
         db.ensure("bench", {}, faults, ["x"] * len(faults))
-        result = {}
+        result, where = {}, {"engine": engine, "scheduler": scheduler}
         wall, cpu = _timed(
-            lambda: result.update(run_campaign(project, faults, x, y, golden, db, "bench", workers, 25, False, mode))
+            lambda: result.update(
+                run_campaign(project, faults, x, y, golden, db, "bench", workers, 25, False, mode, **where)
+            )
         )
         rows = [(r["outcome"], r["n_critical"], r["n_differ"], r["accuracy"]) for r in db.rows("bench")]
         db.close()
     return 1000 * wall / len(faults), 1000 * cpu / len(faults), result["evaluation"], rows
+
+
+@contextlib.contextmanager
+def _local_cluster(workers: int):
+    """The scheduler address of a LocalCluster of ``workers`` single-thread processes on localhost."""
+    import logging
+
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=None,
+                      host="127.0.0.1", silence_logs=logging.ERROR) as cluster:  # fmt: skip
+        yield cluster.scheduler_address
 
 
 def _per_fault_ms(fast, faults, size: int) -> tuple[float, float]:

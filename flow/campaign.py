@@ -11,8 +11,10 @@ import re
 import signal
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -213,8 +215,13 @@ class CampaignDB:
         keys = ("fault_id", "layer", "spec", "outcome", "n_critical", "n_differ", "accuracy")
         return [dict(zip(keys, row, strict=True)) for row in self.conn.execute(query, (cid,))]
 
-    def export_csv(self, cid: str, path: Path) -> Path:
-        rows = self.rows(cid)
+    def n_faults(self, cid: str) -> int:
+        (n,) = self.conn.execute("SELECT n_faults FROM campaigns WHERE id = ?", (cid,)).fetchone()
+        return n
+
+    def export_csv(self, cid: str, path: Path, rows: list[dict] | None = None) -> Path:
+        """Write ``rows`` (default: every stored row of ``cid``) as CSV."""
+        rows = self.rows(cid) if rows is None else rows
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["fault_id"])
             writer.writeheader()
@@ -225,9 +232,10 @@ class CampaignDB:
 _WORKER: dict = {}
 
 
-def _init_worker(project: HlsProject, x: np.ndarray, y: np.ndarray, golden: np.ndarray, mode: str = "full",
-                 prepared: tuple | None = None) -> None:  # fmt: skip
-    """The worker's library (and fast evaluator, for mode fast): ``prepared`` (lib, evaluator) if given."""
+def worker_state(project: HlsProject, x: np.ndarray, y: np.ndarray, golden: np.ndarray, mode: str = "full",
+                 prepared: tuple | None = None) -> dict:  # fmt: skip
+    """What a process evaluating faults holds: its library (and fast evaluator, for mode fast: ``prepared``
+    (lib, evaluator) if given) and the samples."""
     lib, fast = prepared or (FaultableLibrary(project), None)
     problem = None
     if mode == "fast" and fast is None:
@@ -235,7 +243,17 @@ def _init_worker(project: HlsProject, x: np.ndarray, y: np.ndarray, golden: np.n
             fast = FastEvaluator(lib, x)
         except FlowError as exc:  # the parent's evaluator was built: not expected
             problem = str(exc)
-    _WORKER.update(lib=lib, fast=fast, problem=problem, x=x, y=y, golden=golden)
+    return {"lib": lib, "fast": fast, "problem": problem, "x": x, "y": y, "golden": golden}
+
+
+def close_state(state: dict) -> None:
+    """Free a ``worker_state``'s captured batch."""
+    if state.get("fast") is not None:
+        state["fast"].close()
+
+
+def _init_worker(*args) -> None:
+    _WORKER.update(worker_state(*args))
 
 
 def _init_pool_worker(*args) -> None:
@@ -244,9 +262,9 @@ def _init_pool_worker(*args) -> None:
     _init_worker(*args)
 
 
-def _work(task: tuple[list[int], list[Fault]]) -> list[tuple[int, dict]]:
+def run_task(w: dict, task: tuple[list[int], list[Fault]]) -> list[tuple[int, dict]]:
+    """The rows (fault id, result) of one task's faults, on a ``worker_state``."""
     ids, faults = task
-    w = _WORKER
     if w["problem"]:
         raise FlowError(w["problem"])
     if w["fast"] is not None:
@@ -256,35 +274,143 @@ def _work(task: tuple[list[int], list[Fault]]) -> list[tuple[int, dict]]:
     return list(zip(ids, rows, strict=True))
 
 
+def _work(task: tuple[list[int], list[Fault]]) -> list[tuple[int, dict]]:
+    return run_task(_WORKER, task)
+
+
+ORDER_STREAM = 0x5709  # the evaluation order's random stream, apart from the fault list's (same seed)
+
+
+@dataclass(frozen=True)
+class MarginStop:
+    """inject.stop_at_margin: stop once the Wilson 95 % half-width of the critical rate is <= ``margin``, checked
+    after every ``every`` faults of a random order of the fault list drawn from ``seed`` (each checked prefix is
+    a uniform sample of the list, and the same on every run)."""
+
+    margin: float
+    every: int
+    seed: int
+
+    def order(self, n: int) -> list[int]:
+        """The fault ids in evaluation order."""
+        return [int(i) for i in np.random.default_rng([self.seed, ORDER_STREAM]).permutation(n)]
+
+
+def margin_stop(stop_at_margin: float | None, chunk: int, seed: int) -> MarginStop | None:
+    """The ``MarginStop`` of inject.stop_at_margin (None: off)."""
+    return MarginStop(stop_at_margin, chunk, seed) if stop_at_margin else None
+
+
+def half_width(critical: int, n: int) -> float:
+    """Half the width of the Wilson 95 % interval of ``critical`` in ``n``."""
+    lo, hi = wilson_interval(critical, n, 0.95)
+    return (hi - lo) / 2
+
+
+class PrefixRule:
+    """The stopping decision of a ``MarginStop`` over the completed prefix of the evaluation order: rows arrive in
+    any order, the rule only looks at the longest prefix of the order whose faults all have a row, so it stops at
+    the same fault whatever the workers, the engine or an interruption did. ``at``: the prefix length it stopped
+    at (None: not yet)."""
+
+    def __init__(self, stop: MarginStop, n_faults: int):
+        self.stop, self.order = stop, stop.order(n_faults)
+        self.critical: dict[int, bool] = {}
+        self.length = self.n_critical = 0
+        self.at: int | None = None
+
+    def add(self, rows: list[tuple[int, bool]]) -> None:
+        """Take (fault id, critical) rows, then advance the prefix and check at each multiple of ``every``."""
+        self.critical.update(rows)
+        while self.at is None and self.length < len(self.order) and self.order[self.length] in self.critical:
+            self.n_critical += self.critical[self.order[self.length]]
+            self.length += 1
+            if self.length % self.stop.every == 0 and half_width(self.n_critical, self.length) <= self.stop.margin:
+                self.at = self.length
+
+    def counted(self) -> set[int]:
+        """The faults the summary counts: the prefix it stopped at, else every fault with a row."""
+        return set(self.order[: self.at]) if self.at is not None else set(self.critical)
+
+    def report(self) -> dict:
+        """What summary.json says about the stop."""
+        n = self.at if self.at is not None else len(self.critical)
+        k = sum(self.critical[i] for i in self.counted())
+        h, e = half_width(k, n), self.stop.margin
+        stopped = self.at is not None and self.at < len(self.order)
+        why = (f"stopped at margin {e} after {n} faults, half-width {h:.4f}" if stopped
+               else f"margin {e} not reached before the end of the list: {n} of {len(self.order)} faults, "
+               f"half-width {h:.4f}")  # fmt: skip
+        return {"margin": e, "stopped": stopped, "faults": n, "of": len(self.order), "half_width": h,
+                "checked_every": self.stop.every, "reason": why}  # fmt: skip
+
+
+def stop_rule(db: CampaignDB, cid: str, stop: MarginStop, n_faults: int) -> PrefixRule:
+    """The ``PrefixRule`` over the rows stored for campaign ``cid``."""
+    rule = PrefixRule(stop, n_faults)
+    rule.add([(r["fault_id"], r["outcome"] == "critical") for r in db.rows(cid)])
+    return rule
+
+
+def counted_rows(db: CampaignDB, cid: str, stop: MarginStop | None, n_faults: int) -> tuple[list[dict], dict | None]:
+    """The stored rows the summary counts (with ``stop``: the prefix the rule stopped at, also after a resume; rows
+    computed past it are kept in the database, never counted) and the stop's report (None without ``stop``)."""
+    rows = db.rows(cid)
+    if stop is None:
+        return rows, None
+    rule = stop_rule(db, cid, stop, n_faults)
+    counted = rule.counted()
+    return [r for r in rows if r["fault_id"] in counted], rule.report()
+
+
 def run_campaign(
     project: HlsProject, faults: list[Fault], x: np.ndarray, y: np.ndarray, golden: np.ndarray, db: CampaignDB,
     cid: str, workers: int, chunk: int, progress: bool = True, evaluation: str = "fast",
+    stop: MarginStop | None = None, engine: str = "local", scheduler: str | None = None,
 ) -> dict:  # fmt: skip
     """Evaluate the faults not yet in the database for campaign ``cid`` against the fault-free outputs
     ``golden`` (``evaluation``: fast, falling back to full where the project has no fast evaluation, or full; the
-    rows are the same); returns timing figures and, under ``evaluation``, the mode that ran and the share of
-    faults whose evaluation stopped early."""
+    rows are the same) on ``engine`` (local: ``workers`` processes; dask: a LocalCluster of ``workers`` or the
+    ``scheduler``'s workers), until ``stop`` says so; returns timing figures, under ``evaluation`` the mode that
+    ran and the share of faults whose evaluation stopped early, and under ``stop`` its report."""
     if evaluation not in EVALUATIONS:
         raise FlowError(f"inject.evaluation: got '{evaluation}', allowed: {', '.join(EVALUATIONS)}")
-    todo = [i for i in range(len(faults)) if i not in db.done(cid)]
-    tasks = [(todo[k : k + chunk], [faults[i] for i in todo[k : k + chunk]]) for k in range(0, len(todo), chunk)]
+    rule = stop_rule(db, cid, stop, len(faults)) if stop else None
+    done = db.done(cid)
+    todo = [i for i in (rule.order if rule else range(len(faults))) if i not in done]
+    if rule and rule.at is not None:
+        todo = []  # stopped by the stored rows already
     start = time.perf_counter()
     mode, problem, prepared = _prepare(project, x, evaluation) if todo else (evaluation, None, None)
-    serial = workers <= 1 or len(tasks) <= 1
+    serial = engine == "local" and (workers <= 1 or len(todo) <= chunk)
     if prepared and not serial:
         prepared[1].close()  # each worker captures its own batch
-    track = _Progress(len(faults), len(faults) - len(todo), progress)
+    track = _Progress(len(faults), len(done), progress)
+    tasks = _tasks(faults, todo, chunk, rule)
     args = (project, x, y, golden, mode, prepared if serial else None)
-    with track.bar, contextlib.closing(_results(args, tasks, 1 if serial else workers)) as results:
+    with track.bar, contextlib.closing(_results(args, tasks, 1 if serial else workers, engine, scheduler)) as results:
         for rows in results:  # interrupted (SIGINT, SIGTERM): the pool is stopped here, stored rows are kept
             db.add(cid, rows)
             track.update(rows)
+            if rule:
+                rule.add([(i, r["outcome"] == "critical") for i, r in rows])
+                if rule.at is not None:
+                    break  # tasks in flight are dropped; rows stored past the stop point are not counted
     seconds = time.perf_counter() - start
     report = {"requested": evaluation, "mode": mode, **({"fallback": problem} if problem else {})}
     report["stopped_early"] = track.early
-    report["stopped_early_share"] = track.early / len(todo) if todo else 0.0
-    return {"evaluated": len(todo), "seconds": seconds, "per_fault_ms": 1000 * seconds / max(1, len(todo)),
-            "evaluation": report}  # fmt: skip
+    report["stopped_early_share"] = track.early / track.seen if track.seen else 0.0
+    return {"evaluated": track.seen, "seconds": seconds, "per_fault_ms": 1000 * seconds / max(1, track.seen),
+            "evaluation": report, "engine": engine}  # fmt: skip
+
+
+def _tasks(faults: list[Fault], todo: list[int], chunk: int, rule: PrefixRule | None) -> Iterator[tuple]:
+    """Tasks of ``chunk`` faults in evaluation order, made as the engine asks for them; none once ``rule`` stops."""
+    for k in range(0, len(todo), chunk):
+        if rule is not None and rule.at is not None:
+            return
+        ids = todo[k : k + chunk]
+        yield ids, [faults[i] for i in ids]
 
 
 def _prepare(project: HlsProject, x: np.ndarray, evaluation: str) -> tuple[str, str | None, tuple | None]:
@@ -315,20 +441,51 @@ class _Progress:
         self.bar.update(len(rows))
 
 
-def _results(args: tuple, tasks: list, workers: int) -> Iterator[list[tuple[int, dict]]]:
-    if workers <= 1:
+def _results(args: tuple, tasks: Iterator, workers: int, engine: str = "local",
+             scheduler: str | None = None) -> Iterator[list[tuple[int, dict]]]:  # fmt: skip
+    """Each task's rows as they come: in this process, a spawned pool or on Dask workers."""
+    if engine == "dask":
+        from flow.dask_engine import dask_results
+
+        yield from dask_results(args[:5], tasks, workers, scheduler)
+    elif workers <= 1:
         _init_worker(*args)
         try:
             yield from map(_work, tasks)
         finally:  # the captured batch is freed with the campaign
-            if _WORKER.get("fast") is not None:
-                _WORKER["fast"].close()
+            close_state(_WORKER)
             _WORKER.clear()
-        return
-    import multiprocessing
+    else:
+        yield from _pool_results(args, tasks, workers)
 
+
+def _pool_results(args: tuple, tasks: Iterator, workers: int) -> Iterator[list[tuple[int, dict]]]:
+    import multiprocessing
+    import queue
+
+    arrived: queue.Queue = queue.Queue()
     with multiprocessing.get_context("spawn").Pool(workers, _init_pool_worker, args) as pool:
-        yield from pool.imap_unordered(_work, tasks)
+        submit = lambda task: pool.apply_async(_work, (task,), callback=arrived.put, error_callback=arrived.put)  # noqa: E731
+        yield from windowed(submit, arrived.get, tasks, lambda: 2 * workers)
+
+
+def windowed(submit: Callable[[Any], Any], arrived: Callable[[], Any], tasks: Iterator, window: Callable[[], int]
+             ) -> Iterator:  # fmt: skip
+    """Results of ``tasks`` as they arrive, with at most ``window()`` submitted and not yet arrived: a task is
+    taken from ``tasks`` only when there is room (a stopped campaign submits no more). An exception that arrives
+    is raised."""
+    pending = 0
+    while True:
+        while pending < window() and (task := next(tasks, None)) is not None:
+            submit(task)
+            pending += 1
+        if not pending:
+            return
+        result = arrived()
+        pending -= 1
+        if isinstance(result, BaseException):
+            raise result
+        yield result
 
 
 def summarize(rows: list[dict], confidence: float = 0.95) -> dict:

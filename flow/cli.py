@@ -192,7 +192,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 
 
 def _cmd_inject(args: argparse.Namespace) -> int:
-    from flow.campaign import CampaignDB
+    from flow.campaign import CampaignDB, counted_rows, margin_stop
     from flow.config import load_config
     from flow.steps import run
 
@@ -204,7 +204,10 @@ def _cmd_inject(args: argparse.Namespace) -> int:
     if args.export == "csv":
         db = CampaignDB(out / "inject" / "campaign.sqlite")
         try:
-            path = db.export_csv(state.summary["inject"]["campaign"], out / "inject" / "results.csv")
+            cid, icfg = state.summary["inject"]["campaign"], cfg.inject
+            stop = margin_stop(icfg.stop_at_margin, icfg.chunk, cfg.seed)
+            rows, _ = counted_rows(db, cid, stop, db.n_faults(cid))  # the rows summary.json counts
+            path = db.export_csv(cid, out / "inject" / "results.csv", rows)
         finally:
             db.close()
         print(f"  results: {path}")

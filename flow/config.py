@@ -293,6 +293,16 @@ class Target(enum.StrEnum):
     CORRECTION = "correction"  # the correction layers' source maps and bounds
 
 
+class Engine(enum.StrEnum):
+    LOCAL = "local"  # this machine: inject.workers processes (multiprocessing)
+    DASK = "dask"  # Dask distributed workers: a LocalCluster of inject.workers processes, or inject.scheduler's
+
+
+# a Dask scheduler's address, or the scheduler file `dask scheduler --scheduler-file` writes
+SCHEDULER = r"(?:tcp|tls|ucx|ws|wss)://(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}|[^\x00\n]*\.json"
+SCHEDULER_DOC = "an address tcp://host:port (or tls://, ucx://, ws://, wss://) or a scheduler file path ending in .json"
+
+
 class Evaluation(enum.StrEnum):
     FAST = "fast"  # from the first faulty layer on, on fault-free tensors cached from the C-sim; stops once masked
     FULL = "full"  # the whole C-sim batch per fault
@@ -316,6 +326,18 @@ class InjectConfig:
     # how each fault's C-sim run is done; the rows are the same. A project converted without fast evaluation
     # falls back to full (inject/summary.json "evaluation": the mode that ran, the share of faults stopped early)
     evaluation: Evaluation = Evaluation.FAST
+    # stop once the Wilson 95 % interval of the critical rate has a half-width <= this, checked after every
+    # inject.chunk faults taken in a seeded random order of the fault list; null = evaluate every fault
+    stop_at_margin: float | None = field(default=None, metadata=rng(0, 0.5, min_exclusive=True, max_exclusive=True))
+    engine: Engine = Engine.LOCAL  # where the faults are evaluated; the rows are the same
+    # engine dask: the scheduler to use (a SLURMCluster's, or `dask scheduler`'s); null = a LocalCluster on this
+    # machine with inject.workers processes
+    scheduler: str | None = field(default=None, metadata={"pattern": SCHEDULER, "pattern_doc": SCHEDULER_DOC})
+
+    def __post_init__(self) -> None:
+        if self.scheduler is not None and self.engine is not Engine.DASK:
+            raise FlowError(f"scheduler: got {self.scheduler!r} with engine '{self.engine.value}'; allowed only with "
+                            "engine: dask (or remove inject.scheduler)")  # fmt: skip
 
 
 class Variant(enum.StrEnum):

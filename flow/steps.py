@@ -365,6 +365,7 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     Results go to inject/campaign.sqlite as they come; rates with Wilson intervals to inject/summary.json."""
     import os
 
+    from flow import campaign as fi
     from flow.campaign import CampaignDB, campaign_id, campaign_inputs, run_campaign, short_inputs, summarize
     from flow.csim import FaultableLibrary
     from flow.faultlist import build_fault_list, faults_to_json
@@ -390,13 +391,19 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
                 "inputs": short_inputs(inputs)}  # fmt: skip
         db.ensure(cid, meta, faults, layers)
         workers = icfg.workers or os.cpu_count() or 1
+        stop = fi.margin_stop(icfg.stop_at_margin, icfg.chunk, cfg.seed)
         timing = run_campaign(project, faults, x, y, golden, db, cid, workers, icfg.chunk,
-                              evaluation=icfg.evaluation.value)  # fmt: skip
+                              evaluation=icfg.evaluation.value, stop=stop, engine=icfg.engine.value,
+                              scheduler=icfg.scheduler)  # fmt: skip
+        rows, stopping = fi.counted_rows(db, cid, stop, len(faults))
         summary = {"campaign": cid, "inputs": short_inputs(inputs), "fault_model": icfg.model.value,
-                   "samples": len(x), **summarize(db.rows(cid))}  # fmt: skip
+                   "samples": len(x), **summarize(rows)}  # fmt: skip
     finally:
         db.close()
     summary["golden_accuracy"] = float(np.mean(golden.argmax(axis=1) == y))
+    if stopping:
+        summary["stop"] = stopping  # why it stopped, after how many faults, the half-width
+    summary["engine"] = {"name": timing.pop("engine"), "scheduler": icfg.scheduler, "workers": workers}
     summary["evaluation"] = timing.pop("evaluation")  # the mode that ran (fast/full) and the share stopped early
     summary["timing"] = timing
     if icfg.crosscheck:
@@ -407,6 +414,7 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
         "inject", campaign=cid, faults=total["n_faults"], critical_rate=round(total["critical"]["rate"], 5),
         sdc_rate=round(total["sdc"]["rate"], 5), mean_accuracy=total["mean_accuracy"],
         per_fault_ms=round(timing["per_fault_ms"], 3), evaluation=summary["evaluation"]["mode"],
+        **({"stop": summary["stop"]["reason"]} if "stop" in summary else {}),
     )  # fmt: skip
 
 

@@ -51,6 +51,14 @@ def test_nested_values_are_typed():
         ({"compare": {"prune_ratios": [1.0]}}, "compare.prune_ratios: got 1.0; every ratio must be in (0, 1)"),
         ({"compare": {"variants": ["tmr"]}}, "compare.variants[0]: got 'tmr'"),
         ({"rank": {"method": "hessian"}}, "rank.method: got 'hessian'"),
+        ({"inject": {"stop_at_margin": 0.5}}, "inject.stop_at_margin: got 0.5, allowed range (0, 0.5)"),
+        ({"inject": {"stop_at_margin": 0}}, "inject.stop_at_margin: got 0.0, allowed range (0, 0.5)"),
+        ({"inject": {"engine": "ray"}}, "inject.engine: got 'ray'"),
+        (
+            {"inject": {"engine": "dask", "scheduler": "node1:8786"}},
+            "inject.scheduler: got 'node1:8786'; allowed: an address tcp://host:port",
+        ),
+        ({"inject": {"scheduler": "tcp://node1:8786"}}, "inject.scheduler: got 'tcp://node1:8786' with engine 'local'"),
         ([1, 2], "expected a mapping"),
     ],
 )
