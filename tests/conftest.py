@@ -41,7 +41,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     """Under --dist loadgroup every test must carry its group, else each worker builds every shared fixture again
     (pytest 9 with pytest-xdist 3.8 drops the groups silently: pyproject pins pytest 8)."""
-    if session.config.getvalue("loadgroup") and any("@" not in item.nodeid for item in session.items):
+    if getattr(session.config.option, "loadgroup", False) and any("@" not in item.nodeid for item in session.items):
         raise pytest.UsageError("pytest-xdist did not group the tests (--dist loadgroup): check the pinned pytest")
 
 
