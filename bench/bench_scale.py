@@ -3,8 +3,9 @@ vgg_tiny, resnet_tiny), each trained briefly, converted (g++ -O3) and given the 
 on 100 samples, evaluated in full and fast on 1 worker. One line per model: parameters, MACs, the golden batch,
 ms per fault and the ratio to the golden batch for both modes, and the share of faults fast stopped early.
 
-Usage: .venv/bin/python bench/bench_scale.py [--out runs/bench_scale] [--faults 150] [--models lenet_4 ...]
-Trains and converts each model unless its output directory holds it (about 4 minutes on 2 cores from scratch).
+Usage: .venv/bin/python bench/bench_scale.py [--out runs/bench_scale] [--faults 60] [--models lenet_4 ...]
+Trains and converts each model unless its output directory holds it. The campaigns take about 4 minutes on 2
+cores at the default 60 faults (9 at 150), plus training and conversion on the first run.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def config(name: str):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench_scale")
-    parser.add_argument("--faults", type=int, default=150)
+    parser.add_argument("--faults", type=int, default=60)
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     args = parser.parse_args()
     lines = [bench_model(name, Path(args.out) / name, args.faults) for name in args.models]
@@ -82,7 +83,7 @@ def bench_model(name: str, out: Path, n_faults: int) -> str:
     project = HlsProject.load(out / "convert" / "project.json")
     x, y = state.data.x_test[:100], state.data.y_test[:100]
     lib = FaultableLibrary(project)
-    golden_ms = 1000 * statistics.median(_timed(lambda: lib.predict(x))[0] for _ in range(20))
+    golden_ms = 1000 * statistics.median(_timed(lambda: lib.predict(x))[0] for _ in range(5))
     faults = build_fault_list(lib.arrays, InjectConfig(sampling=FaultSampling.COUNT, count=n_faults), cfg.seed)
     golden = lib.predict(x)
     full_ms, _, _, full_rows = _campaign(project, faults, x, y, golden, 1, "full")
