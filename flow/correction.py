@@ -9,6 +9,11 @@ Policies, applied per element:
   copies always pass through: with no fault the output is the original's, whatever the input);
 - ``vote``: the median of three copies (TMR).
 ``clip`` then clamps every output channel to [lo, hi] (Ranger-style range restriction).
+
+The padded source map is stored in hls4ml as unsigned words of ``source_width()`` bits; a faulty word selecting a
+channel past the stacked ones reads 0 (a multiplexer with its unused inputs tied to zero, as
+``hls_templates/nnet_correction.h``). ``source_variable()`` lets the fault emulator (flow/emulate.py) change the
+words of a built model: a traced forward pass reads them at call time.
 """
 
 from __future__ import annotations
@@ -45,13 +50,29 @@ class Correction(_keras_layer_base()):
         """(C, n_sources) input channel indices, rows padded by repeating their last entry."""
         return np.array([row + [row[-1]] * (self.n_sources - len(row)) for row in self.sources], dtype=np.int64)
 
+    def source_width(self) -> int:
+        """Bits of a source word (as hls4ml stores them: unsigned, wide enough for the largest index)."""
+        return max(1, int(self.padded_sources().max()).bit_length())
+
+    def source_variable(self):
+        """The padded source map as an int32 variable the layer reads instead of its constants from now on
+        (created once, not tracked: it is neither saved nor a weight). Create it before tracing a forward pass."""
+        import tensorflow as tf
+
+        variable = self.__dict__.get("_source_words")
+        if variable is None:
+            variable = tf.Variable(self.padded_sources().astype(np.int32), trainable=False, name="source_words")
+            object.__setattr__(self, "_source_words", variable)
+        return variable
+
     def call(self, inputs):
         import tensorflow as tf
 
         if isinstance(inputs, list | tuple):
             inputs = tf.concat(list(inputs), axis=-1) if len(inputs) > 1 else inputs[0]
-        idx = self.padded_sources()
-        copies = [tf.gather(inputs, idx[:, j], axis=-1) for j in range(self.n_sources)]
+        words = self.__dict__.get("_source_words")
+        idx = self.padded_sources() if words is None else words
+        copies = [_select(inputs, idx[:, j]) for j in range(self.n_sources)]
         a, b = copies[0], copies[-1]
         if self.policy is Policy.VOTE:
             out = tf.maximum(tf.minimum(a, copies[1]), tf.minimum(tf.maximum(a, copies[1]), b))
@@ -82,3 +103,14 @@ class Correction(_keras_layer_base()):
             "hi": self.hi,
             "clip": self.clip,
         }
+
+
+def _select(inputs, index):
+    """Channels ``index`` of ``inputs`` (last axis); an index past the channels reads 0."""
+    import tensorflow as tf
+
+    n = int(inputs.shape[-1])
+    if isinstance(index, np.ndarray) and bool(np.all(index < n)):
+        return tf.gather(inputs, index, axis=-1)  # the fault-free constants: a plain gather
+    padded = tf.concat([inputs, tf.zeros_like(inputs[..., :1])], axis=-1)
+    return tf.gather(padded, tf.minimum(tf.cast(index, tf.int32), n), axis=-1)

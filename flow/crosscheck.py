@@ -2,24 +2,37 @@
 
 A fault that gives a power-of-two weight an exponent outside its array's ``exact_exponents`` (flow/fi_bridge.py) is
 not compared: there hls4ml's shift product truncates or wraps x * 2**e, which no weight value reproduces. Such
-faults are counted in the report as ``inexact`` (the key is present only when there are any)."""
+faults are counted in the report as ``inexact`` (the key is present only when there are any).
+
+Kernels, biases and the correction layers' source maps (``src<i>``, words selecting past the stacked channels
+read 0 on both sides) are compared; the correction bounds (``lo<i>``, ``hi<i>``) have no Keras twin yet."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
 from flow.campaign import evaluate
+from flow.emulate import SOURCE_ARRAY, FaultEmulator
 from flow.emulate import Fault as KerasFault
-from flow.emulate import FaultEmulator
 from flow.errors import FlowError, VerificationError
 from flow.faultlist import Fault
 
 KERAS_ARRAY = {"weight": "kernel", "bias": "bias"}
+SOURCE_NAME = re.compile(r"src\d+")  # hls4ml's name of a correction layer's source map (flow/hls_ext.py)
+
+
+def keras_array(row: dict) -> str | None:
+    """The Keras-side array ('kernel', 'bias', 'src') of an array table row, None without a twin."""
+    if row["kind"] == "correction":
+        return SOURCE_ARRAY if SOURCE_NAME.fullmatch(row["name"]) else None
+    return KERAS_ARRAY.get(row["kind"])
 
 
 def mappable(fault: Fault, rows: dict[str, dict]) -> bool:
-    """Whether every bit fault hits a kernel or bias (correction data has no Keras twin)."""
-    return all(rows[b.array]["kind"] in KERAS_ARRAY for b in fault)
+    """Whether every bit fault hits a kernel, a bias or a correction source map (the bounds have no twin)."""
+    return all(keras_array(rows[b.array]) is not None for b in fault)
 
 
 def crosscheck(model, lib, table: list[dict], faults: list[Fault], x: np.ndarray, y: np.ndarray) -> dict:
@@ -30,8 +43,9 @@ def crosscheck(model, lib, table: list[dict], faults: list[Fault], x: np.ndarray
     emulator = FaultEmulator(model)
     try:
         for row in table:
-            key = (row["layer"], KERAS_ARRAY.get(row["kind"], ""))
-            if key in emulator.arrays and emulator.arrays[key].size != row["length"]:
+            key = (row["layer"], keras_array(row) or "")
+            array = emulator.arrays.get(key) or emulator.sources.get(key)
+            if array is not None and array.size != row["length"]:
                 raise FlowError(f"cross-check: array {row['name']} of layer {row['layer']} is not in Keras order")
         forward = inference_fn(model)
         golden_keras = forward(x).numpy()
@@ -57,8 +71,7 @@ def _compare(emulator, forward, lib, rows, faults, x, y, golden_keras, golden_cs
     mismatches, inexact = [], 0
     for fault in faults:
         keras_faults = [
-            KerasFault(rows[b.array]["layer"], KERAS_ARRAY[rows[b.array]["kind"]], b.index, b.bit, b.kind)
-            for b in fault
+            KerasFault(rows[b.array]["layer"], keras_array(rows[b.array]), b.index, b.bit, b.kind) for b in fault
         ]
         if not _exact(emulator, fault, keras_faults, rows):
             inexact += 1

@@ -9,6 +9,10 @@ ternary/binary bias) the emulator stands in for the layer's quantizer while it l
 value as is, every other element is quantized as before (the quantizer is put back when the emulator is
 garbage-collected or closed). Keras arrays keep the output channel on the last axis: flat index i of a kernel
 belongs to channel i % C.
+
+The source maps of correction layers (flow/correction.py) are fault targets too: array ``src`` of a Correction
+layer, the padded map's unsigned words in hls4ml's order (row c, copy j at flat index c * n_sources + j). A faulty
+word selecting past the stacked channels reads 0, as in ``hls_templates/nnet_correction.h``.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from flow.errors import FlowError
 from flow.fixedpoint import FaultKind, FixedFormat, WordFormat, format_of_quantizer
 
 WEIGHT_LAYER_TYPES = ("QConv2D", "QDense")
+CORRECTION_TYPE = "Correction"
+SOURCE_ARRAY = "src"
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,19 @@ def weight_arrays(model) -> dict[tuple[str, str], WeightArray]:
                 quantizer = quantizer.quantizer
             fmt = format_of_quantizer(quantizer, f"layer '{layer.name}' {name} ({_describe(quantizer)})", name)
             arrays[(layer.name, name)] = WeightArray(layer.name, name, tuple(variable.shape), fmt, channels)
+    return arrays
+
+
+def source_arrays(model) -> dict[tuple[str, str], WeightArray]:
+    """The source map of every correction layer, keyed by (layer name, 'src'): unsigned integer words."""
+    arrays = {}
+    for layer in model.layers:
+        if type(layer).__name__ == CORRECTION_TYPE:
+            width = layer.source_width()
+            shape = (len(layer.sources) * layer.n_sources,)
+            arrays[(layer.name, SOURCE_ARRAY)] = WeightArray(
+                layer.name, SOURCE_ARRAY, shape, FixedFormat(width, width, signed=False), len(layer.sources)
+            )
     return arrays
 
 
@@ -137,6 +156,13 @@ class FaultEmulator:
                 array.fmt.to_word(self.quantized[key])
             except FlowError as exc:
                 raise FlowError(f"layer '{key[0]}' {key[1]}: quantized weights do not fit its words: {exc}") from None
+        self.sources = source_arrays(model)
+        self._source_layers = {key: model.get_layer(key[0]) for key in self.sources}
+        self._source_words = {
+            k: s.padded_sources().reshape(-1).astype(np.float64) for k, s in self._source_layers.items()
+        }
+        for layer in self._source_layers.values():
+            layer.source_variable()  # before any forward pass is traced
         self._dirty: set[tuple[str, str]] = set()
         self._overrides: dict[tuple[str, str], _Override] = {}
         self._releases: list[weakref.finalize] = []
@@ -171,9 +197,9 @@ class FaultEmulator:
 
     def check(self, fault: Fault) -> WeightArray:
         """The fault's array, or a clear error naming what is wrong."""
-        array = self.arrays.get((fault.layer, fault.array))
+        array = self.arrays.get((fault.layer, fault.array)) or self.sources.get((fault.layer, fault.array))
         if array is None:
-            layers = sorted({k[0] for k in self.arrays})
+            layers = sorted({k[0] for k in [*self.arrays, *self.sources]})
             raise FlowError(f"fault target '{fault.layer}.{fault.array}' does not exist; weight layers: {layers}")
         if not 0 <= fault.index < array.size:
             raise FlowError(f"fault index {fault.index} is outside 0..{array.size - 1} of {fault.layer}.{fault.array}")
@@ -187,7 +213,8 @@ class FaultEmulator:
         for fault in faults:
             array = self.check(fault)
             key = (fault.layer, fault.array)
-            values = changed.setdefault(key, self.quantized[key].copy())
+            base = self._source_words[key] if key in self.sources else self.quantized[key]
+            values = changed.setdefault(key, base.copy())
             flat = values.reshape(-1)
             flat[fault.index] = array.fmt.inject(flat[fault.index], fault.bit, fault.kind)
         return changed
@@ -195,6 +222,10 @@ class FaultEmulator:
     def apply(self, faults: Iterable[Fault]) -> None:
         """Write faulty quantized values into the model (other weights keep their stored floats)."""
         for key, values in self.faulty_values(faults).items():
+            self._dirty.add(key)
+            if key in self.sources:
+                self._set_sources(key, values)
+                continue
             differs = values != self.quantized[key]
             override = self._overrides.get(key)
             if override is not None:
@@ -202,12 +233,17 @@ class FaultEmulator:
                 override.mask.assign(differs)
             else:
                 self._variables[key].assign(np.where(differs, values, self._original[key]).astype(np.float32))
-            self._dirty.add(key)
+
+    def _set_sources(self, key: tuple[str, str], words: np.ndarray) -> None:
+        layer = self._source_layers[key]
+        layer.source_variable().assign(words.reshape(len(layer.sources), layer.n_sources).astype(np.int32))
 
     def restore(self) -> None:
         """Put every faulty weight array back as it was."""
         for key in self._dirty:
-            if key in self._overrides:
+            if key in self.sources:
+                self._set_sources(key, self._source_words[key])
+            elif key in self._overrides:
                 self._overrides[key].clear()
             else:
                 self._variables[key].assign(self._original[key])

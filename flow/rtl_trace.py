@@ -109,7 +109,7 @@ def _merge(layer, inputs):
     n_sources = int(a["n_sources"])
     stacked = np.concatenate([x.reshape(1, -1) for x in inputs], axis=1)
     src = np.asarray(layer.weights["src"].data, dtype=np.int64).reshape(-1, n_sources)
-    first, mid, last = stacked[:, src[:, 0]], stacked[:, src[:, min(1, n_sources - 1)]], stacked[:, src[:, -1]]
+    first, mid, last = (_select(stacked, src[:, j]) for j in (0, min(1, n_sources - 1), n_sources - 1))
     lo, hi = (_bounds(layer, name) for name in ("lo", "hi"))
     policy = str(a["policy"])
     if policy == "vote":
@@ -121,6 +121,17 @@ def _merge(layer, inputs):
     if a.get("clip"):  # out = lo / hi on assignment: the bounds have the input's type, so no rounding happens
         out = np.minimum(np.maximum(out, lo), hi)
     return out
+
+
+def _select(stacked, index: np.ndarray):
+    """Stacked channels ``index`` of a (1, n) pixel; an index past them (a faulty source word) reads constant 0,
+    the unused inputs of the source multiplexer in nnet_correction.h. The source words are constants of the
+    design, like the weights: a faulty word is a design traced from the faulty graph."""
+    n = stacked.shape[1]
+    if np.all(index < n):
+        return stacked[:, index]
+    padded = np.concatenate([stacked, stacked[:, :1] * 0.0], axis=1)
+    return padded[:, np.minimum(index, n)]
 
 
 def _bounds(layer, name: str) -> np.ndarray:

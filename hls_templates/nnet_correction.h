@@ -4,6 +4,10 @@
 // channels each), separate instances with separate weights; output: n_out_chan (= n_chan0) channels.
 // Stacking the inputs' channels gives n_in_chan; src[c * n_sources + j] is the stacked channel of copy j of output
 // channel c (rows padded by repeating the last).
+// Each source is a multiplexer over the n_in_chan stacked channels, selected by the W-bit unsigned word src[i]
+// (W = bit width of the largest fault-free index). Only a fault can write a select >= n_in_chan: such a select
+// reads 0, as a mux whose unused inputs are tied to zero (defined in C-sim, the fast evaluation, the Keras
+// emulation in flow/correction.py and the RTL in flow/rtl_trace.py alike).
 // Policies (bit-exact with flow/correction.py):
 //   min   : minimum of the copies (the paper's correction)
 //   range : the copy inside [lo[c], hi[c]]; both or neither inside -> minimum (identical copies pass through)
@@ -58,6 +62,13 @@ template <class T, class bound_T, typename CONFIG_T> T correction_merge(T a, T m
     return out;
 }
 
+// the stacked channel a source word selects; 0 past the stacked channels (a faulty word)
+template <class T, class src_T, typename CONFIG_T> T correction_select(const T stacked[CONFIG_T::n_in_chan], src_T index) {
+    #pragma HLS INLINE
+    T zero = 0;
+    return index < CONFIG_T::n_in_chan ? stacked[index] : zero;
+}
+
 // one pixel: merge the stacked channels (originals, then copies) into the corrected channels
 template <class T, class res_T, class src_T, class bound_T, typename CONFIG_T>
 void correction_pixel(const T stacked[CONFIG_T::n_in_chan], res_T res[CONFIG_T::n_out_chan],
@@ -69,8 +80,10 @@ CorrectionChannels:
     for (unsigned c = 0; c < CONFIG_T::n_out_chan; c++) {
         #pragma HLS UNROLL
         const unsigned row = c * CONFIG_T::n_sources;
-        res[c] = correction_merge<T, bound_T, CONFIG_T>(stacked[src[row]], stacked[src[row + mid]],
-                                                       stacked[src[row + CONFIG_T::n_sources - 1]], lo[c], hi[c]);
+        res[c] = correction_merge<T, bound_T, CONFIG_T>(
+            correction_select<T, src_T, CONFIG_T>(stacked, src[row]),
+            correction_select<T, src_T, CONFIG_T>(stacked, src[row + mid]),
+            correction_select<T, src_T, CONFIG_T>(stacked, src[row + CONFIG_T::n_sources - 1]), lo[c], hi[c]);
     }
 }
 

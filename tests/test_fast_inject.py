@@ -22,26 +22,25 @@ HARDENED = ("lenet", 4, "io_parallel", "Vivado", "selective", "range")  # copies
 
 
 def _faults(lib: FaultableLibrary, count: int, seed: int) -> list:
-    """Flips, stuck-at faults and multi-bit (ber) faults over weights, biases and correction data."""
+    """Flips, stuck-at faults and multi-bit (ber) faults over weights, biases and correction data (source words
+    selecting past the stacked channels included: they read 0, tests/test_correction_faults.py)."""
     targets = tuple(Target)
     flips = InjectConfig(sampling=FaultSampling.COUNT, count=count, targets=targets)
     stuck = InjectConfig(model=FaultModel.STUCK1, sampling=FaultSampling.COUNT, count=count // 3, targets=targets)
     ber = InjectConfig(model=FaultModel.BER, ber=0.004, count=count // 6)
     faults = [f for cfg in (flips, stuck, ber) for f in build_fault_list(lib.arrays, cfg, seed)]
-    return [f for f in faults if all(_defined(b, lib) for b in f)]
+    return faults + _past_the_channels(lib)
 
 
-def _defined(b: BitFault, lib: FaultableLibrary) -> bool:
-    """False for a fault that makes a correction source index larger than any of its array's (such an index
-    can exceed the stacked channels, and nnet_correction.h then reads past its ``stacked`` array: undefined
-    behaviour, full and fast alike)."""
-    if not b.array.startswith("src"):
-        return True
-    path = lib.project.directory / "firmware" / "weights" / f"{b.array}.txt"
-    values = np.array(path.read_text().replace(",", " ").split(), dtype=float).astype(int)
-    word = int(values[b.index])
-    faulty = word ^ (1 << b.bit) if b.kind == "flip" else word | (1 << b.bit) if b.kind == "stuck1" else word
-    return faulty <= values.max()
+def _past_the_channels(lib: FaultableLibrary) -> list:
+    """Up to three flips per correction source array that select past its stacked channels (they read 0)."""
+    faults = []
+    for row in (r for r in lib.arrays if r["name"].startswith("src")):
+        path = lib.project.directory / "firmware" / "weights" / f"{row['name']}.txt"
+        words = np.array(path.read_text().replace(",", " ").split(), dtype=float).astype(int)
+        outside = [(i, bit) for i, w in enumerate(words) for bit in range(row["width"]) if w ^ 1 << bit > words.max()]
+        faults += [(BitFault(row["name"], i, bit),) for i, bit in outside[:3]]
+    return faults
 
 
 def _rows(project: HlsProject, faults, x, y, golden, tmp_path, mode: str, workers: int = 1) -> tuple[list, dict]:
@@ -85,6 +84,7 @@ def test_tiny_lenet_rows_equal_full(fi_runs, tmp_path, name):
 @pytest.mark.slow
 def test_full_tmr_rows_equal_full_and_vote_stops_early(fi_runs, tmp_path):
     project, x, y = _fi(fi_runs, "tmr")
+    assert _past_the_channels(FaultableLibrary(project))
     report = _check_identical(project, x, y, tmp_path)
     assert report["stopped_early_share"] > 0.5  # a single fault is outvoted right after its layer
 
@@ -104,7 +104,7 @@ def test_resnet_tiny_with_add_rows_equal_full(compiled_zoo, trained_zoo, tmp_pat
 def test_selectively_hardened_rows_equal_full(compiled_hardened, trained_zoo, tmp_path):
     _, ds = trained_zoo[HARDENED[:2]]
     _, project = compiled_hardened[HARDENED]
-    assert any(r["kind"] == "correction" for r in FaultableLibrary(project).arrays)
+    assert _past_the_channels(FaultableLibrary(project))
     _check_identical(project, ds.x_test[:30], ds.y_test[:30], tmp_path)
 
 

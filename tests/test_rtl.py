@@ -240,6 +240,35 @@ def test_vote_with_clip_rtl_is_bit_exact_with_csim(tmp_path):
     assert all(layer.clip for layer in tmr.layers if type(layer).__name__ == "Correction")  # clamps compared too
 
 
+def test_a_source_word_past_the_channels_reads_zero_in_rtl_as_in_csim(tmp_path):
+    """A constructed correction fault: the RTL holds the source map as constants (like the weights), so the design
+    is traced from a graph whose word is faulty; its out-of-range select reads 0 like the faulty C-sim."""
+    from flow.csim import FaultableLibrary
+    from flow.harden import harden_model
+    from flow.hls import convert
+    from flow.rtl import simulate, write_rtl
+
+    model = _mlp()
+    x = np.random.default_rng(2).integers(0, 257, size=(100, 8, 8, 1)) / 256
+    hardened = harden_model(model, {"fc1": [0, 3, 5], "logits": [2, 7]}, HardenConfig(), x)
+    project, _ = convert(hardened, HlsConfig(csim_opt=OptLevel.O1), PYNQ, 8, tmp_path / "hls")
+    lib = FaultableLibrary(project)
+    golden = lib.predict(x)
+    graph, _ = build_graph(hardened, HlsConfig(), PYNQ, 8, tmp_path / "graph")
+    faulty = {"fc1_correction": (3 * 2 + 1, 9), "logits_correction": (2 * 2 + 1, 10)}  # copies of channels 3, 2
+    for name, (index, word) in faulty.items():
+        src = next(layer for layer in graph.get_layers() if layer.name == name).weights["src"]
+        assert src.data[index] == word and src.type.precision.width == 4  # 11 and 12 stacked channels
+        src.data[index] = 15
+        for bit in range(4):
+            assert lib.inject(src.name, index, bit, "stuck1") == (not word >> bit & 1)
+    csim = lib.predict(x)
+    lib.restore()
+    assert not np.array_equal(csim, golden)
+    rtl = simulate(write_rtl(graph, tmp_path / "verilog"), x.reshape(len(x), -1), tmp_path / "sim")
+    np.testing.assert_array_equal(rtl, csim.reshape(len(x), -1))
+
+
 def test_unsupported_layers_and_missing_tools_are_clear_errors(tmp_path, tiny_cfg_dict, monkeypatch):
     import tensorflow as tf
 
