@@ -1,11 +1,12 @@
-"""Fault-injection benchmark (100 samples) on the demo LeNet (examples/lenet_digits.yaml) and resnet_tiny
-(examples/resnet_tiny_digits.yaml): the golden batch time and, per fault and as a ratio to it, campaigns
-evaluated in full and fast on 1 worker and fast on all workers (local pool, and Dask: a LocalCluster the campaign
-starts, and one already running), the goal "Dask within 15 % of the local pool", the share of faults stopped
-early, fast with one fault per C call against groups, and (LeNet, ``--naive``) rebuilding the project per fault
-for 3 faults.
+"""Fault-injection benchmark on the demo LeNet (examples/lenet_digits.yaml) and resnet_tiny
+(examples/resnet_tiny_digits.yaml), 100 samples and 400 flips each, and MLPerf Tiny's ResNet-8
+(examples/resnet8_synthetic.yaml, io_stream, 10 samples and 40 flips: ~0.23 s per image): the golden batch time
+and, per fault and as a ratio to it, campaigns evaluated in full and fast on 1 worker and fast on all workers
+(local pool, and Dask: a LocalCluster the campaign starts, and one already running), the goal "Dask within 15 % of
+the local pool", the share of faults stopped early, fast with one fault per C call against groups, and (LeNet,
+``--naive``) rebuilding the project per fault for 3 faults.
 
-Usage: .venv/bin/python bench/bench_inject.py [--out runs/bench_inject] [--faults 400] [--models lenet resnet_tiny]
+Usage: .venv/bin/python bench/bench_inject.py [--out runs/bench_inject] [--faults N] [--models lenet resnet8 ...]
 Trains and converts each model (g++ -O3) unless its output directory holds it.
 """
 
@@ -22,13 +23,17 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"lenet": "lenet_digits.yaml", "resnet_tiny": "resnet_tiny_digits.yaml"}
+MODELS = {  # name -> (example config, samples, flips, golden batch repeats)
+    "lenet": ("lenet_digits.yaml", 100, 400, 30),
+    "resnet_tiny": ("resnet_tiny_digits.yaml", 100, 400, 30),
+    "resnet8": ("resnet8_synthetic.yaml", 10, 40, 3),
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench_inject")
-    parser.add_argument("--faults", type=int, default=400)
+    parser.add_argument("--faults", type=int, default=None, help="flips per campaign (default: per model)")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--naive", action="store_true", help="also rebuild the LeNet per fault (3 faults, slow)")
     args = parser.parse_args()
@@ -37,7 +42,7 @@ def main() -> int:
     return 0
 
 
-def bench_model(name: str, out: Path, n_faults: int, naive: bool) -> None:
+def bench_model(name: str, out: Path, n_faults: int | None, naive: bool) -> None:
     from flow.config import FaultSampling, InjectConfig, load_config
     from flow.csim import FastEvaluator, FaultableLibrary
     from flow.faultlist import build_fault_list
@@ -45,14 +50,16 @@ def bench_model(name: str, out: Path, n_faults: int, naive: bool) -> None:
     from flow.state import RunState, read_manifest
     from flow.steps import need_data, run
 
-    cfg = load_config(ROOT / "examples" / MODELS[name])
+    example, samples, default_faults, repeats = MODELS[name]
+    n_faults = n_faults or default_faults
+    cfg = load_config(ROOT / "examples" / example)
     if "project" not in read_manifest(out):
         run(cfg, out, ["load", "train", "convert"])
     state = need_data(RunState(out=out), cfg, "bench")
     project = HlsProject.load(out / "convert" / "project.json")
-    x, y = state.data.x_test[:100], state.data.y_test[:100]
+    x, y = state.data.x_test[:samples], state.data.y_test[:samples]
     lib = FaultableLibrary(project)
-    golden = [_timed(lambda: lib.predict(x)) for _ in range(30)]
+    golden = [_timed(lambda: lib.predict(x)) for _ in range(repeats)]
     golden_ms, golden_cpu = (1000 * statistics.median(g[k] for g in golden) for k in (0, 1))
     faults = build_fault_list(lib.arrays, InjectConfig(sampling=FaultSampling.COUNT, count=n_faults), cfg.seed)
     cores = os.cpu_count() or 1
