@@ -425,7 +425,8 @@ def _prepare(project: HlsProject, x: np.ndarray, evaluation: str) -> tuple[str, 
 
 
 class _Progress:
-    """The progress bar (faults/s, ETA, running critical rate) and the count of faults stopped early."""
+    """The progress bar (faults/s, ETA, the running critical rate of this run's faults with its Wilson 95 %
+    interval) and the count of faults stopped early."""
 
     def __init__(self, total: int, done: int, show: bool):
         from tqdm import tqdm
@@ -437,7 +438,8 @@ class _Progress:
         self.seen += len(rows)
         self.early += sum(r.get("stopped_early", False) for _, r in rows)
         self.critical += sum(r["outcome"] == "critical" for _, r in rows)
-        self.bar.set_postfix(critical=f"{self.critical / self.seen:.4f}", refresh=False)
+        lo, hi = wilson_interval(self.critical, self.seen, 0.95)
+        self.bar.set_postfix(critical=f"{self.critical / self.seen:.4f} [{lo:.4f}, {hi:.4f}]", refresh=False)
         self.bar.update(len(rows))
 
 

@@ -318,3 +318,15 @@ def test_compare_marks_variants_that_fail_verification_and_exits_nonzero(tmp_pat
     kept = load_model(tmp_path / "out" / "load" / "model.h5")
     for a, b in zip(user.get_weights(), kept.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_progress_bar_shows_the_running_critical_rate_with_its_interval():
+    from flow.campaign import _Progress
+    from flow.stats import wilson_interval
+
+    track = _Progress(10, 2, False)  # resumed at 2 faults; the bar's text is kept even where it is not drawn
+    with track.bar:
+        track.update([(2, {"outcome": "critical"}), (3, {"outcome": "masked"}), (4, {"outcome": "masked"})])
+        lo, hi = wilson_interval(1, 3, 0.95)
+        assert track.seen == 3 and track.critical == 1
+        assert track.bar.postfix == f"critical=0.3333 [{lo:.4f}, {hi:.4f}]"
