@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from flow.errors import FlowError
 from flow.package_data import template as shipped_template
 
 HEADER = "nnet_correction.h"  # in hls_templates/ (flow/package_data.py)
 BACKENDS = ("Vivado", "Vitis")
 PASS_NAME = "correction_result_type"
+INFER = "infer_precision_types"  # hls4ml's precision inference; ftflow's precision passes run right before it
 
 CONFIG_TEMPLATE = """struct config{index} : nnet::correction_config {{
     static const unsigned n_pixels = {n_pixels};
@@ -162,7 +164,6 @@ def register_correction() -> None:
     """Register the Correction layer with hls4ml's Keras-v2 converter and the Vivado and Vitis backends."""
     import hls4ml
     from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
-    from hls4ml.model.flow import get_flow
     from hls4ml.model.layers import layer_map
 
     if "Correction" in layer_map and "Correction" in get_layer_handlers():
@@ -177,15 +178,35 @@ def register_correction() -> None:
         for template in _templates(layer_cls):
             backend.register_template(template)
         backend.register_source(shipped_template(HEADER))
-        name = f"{backend_name.lower()}:{PASS_NAME}"
-        backend.register_pass(name, precision_pass)
-        for optimizers in flows_inferring_precision(get_flow, backend.get_default_flow()):
-            if name not in optimizers:  # before hls4ml's own inference, which would give it the default type
-                optimizers.insert(optimizers.index("infer_precision_types"), name)
+        register_before_precision_inference(backend, f"{backend_name.lower()}:{PASS_NAME}", precision_pass)
 
 
-def flows_inferring_precision(get_flow, flow_name: str) -> list[list]:
-    """Optimizer lists of the flows (the given one and those it requires) that run infer_precision_types."""
+def register_before_precision_inference(backend, name: str, opt) -> None:
+    """Register optimizer ``opt`` as ``name`` with ``backend`` so that it runs right before hls4ml's own precision
+    inference (which would give its layers the default type), through hls4ml's public flow API: ``register_pass``
+    with ``flow=`` appends it to the flows whose last pass is ``infer_precision_types`` (hls4ml 1.3: ``convert``),
+    and ``update_flow`` moves that pass back to the end. Idempotent."""
+    from hls4ml.model.flow import get_flow, update_flow
+    from hls4ml.model.optimizer import get_available_passes
+
+    flows = precision_flows(get_flow, backend.get_default_flow())
+    if not flows:
+        raise FlowError(
+            f"hls4ml's {backend.name} flow has no flow ending in infer_precision_types; ftflow's precision passes "
+            "need hls4ml 1.3 (pyproject.toml pins it)"
+        )
+    if name not in get_available_passes():
+        backend.register_pass(name, opt, flow=flows)
+    for flow in flows:
+        if name not in get_flow(flow).optimizers:
+            update_flow(flow, add_optimizers=[name])
+        if get_flow(flow).optimizers[-1] != INFER:
+            update_flow(flow, remove_optimizers=[INFER])
+            update_flow(flow, add_optimizers=[INFER])
+
+
+def precision_flows(get_flow, flow_name: str) -> list[str]:
+    """Names of the flows (``flow_name`` and those it requires) whose last pass is infer_precision_types."""
     found, seen, pending = [], set(), [flow_name]
     while pending:
         name = pending.pop()
@@ -194,7 +215,7 @@ def flows_inferring_precision(get_flow, flow_name: str) -> list[list]:
         seen.add(name)
         flow = get_flow(name)
         optimizers = flow.optimizers if isinstance(flow.optimizers, list) else []
-        if "infer_precision_types" in optimizers:
-            found.append(optimizers)
+        if optimizers and optimizers[-1] == INFER:
+            found.append(name)
         pending.extend(flow.requires or [])
     return found

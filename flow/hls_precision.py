@@ -211,19 +211,12 @@ def _pass_class():
 def register_precision_pass() -> None:
     """Register the pass with the Vivado and Vitis backends, before hls4ml's own precision inference."""
     import hls4ml
-    from hls4ml.model.flow import get_flow
-    from hls4ml.model.optimizer import get_available_passes
 
-    from flow.hls_ext import flows_inferring_precision
+    from flow.hls_ext import register_before_precision_inference
 
     for backend_name in BACKENDS:
         backend = hls4ml.backends.get_backend(backend_name)
-        name = f"{backend_name.lower()}:{PASS_NAME}"
-        if name not in get_available_passes():
-            backend.register_pass(name, _pass_class())
-        for optimizers in flows_inferring_precision(get_flow, backend.get_default_flow()):
-            if name not in optimizers:
-                optimizers.insert(optimizers.index("infer_precision_types"), name)
+        register_before_precision_inference(backend, f"{backend_name.lower()}:{PASS_NAME}", _pass_class())
 
 
 def precision_report(graph, config: dict) -> list[dict]:
