@@ -98,13 +98,36 @@ class _Window:
 
 
 @contextlib.contextmanager
+def _quiet_dask() -> Iterator[None]:
+    """Hold Dask's and Tornado's loggers at CRITICAL while a campaign uses the cluster: closing a LocalCluster logs
+    its shutdown and a harmless CommClosedError traceback; the loggers' levels are put back after."""
+    import distributed  # noqa: F401  (its first import sets its loggers' levels: before ours)
+
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
 def _client(scheduler: str | None, workers: int):
     """A Client on inject.scheduler, else on a LocalCluster of ``workers`` processes on localhost (no dashboard)."""
+    with _quiet_dask():
+        yield from _connect(scheduler, workers)
+
+
+def _connect(scheduler: str | None, workers: int) -> Iterator:
     from distributed import Client, LocalCluster
 
     if scheduler is None:
-        local = {"processes": True, "threads_per_worker": 1, "dashboard_address": None, "host": "127.0.0.1"}
-        with LocalCluster(n_workers=workers, silence_logs=logging.ERROR, **local) as cluster, Client(cluster) as client:
+        local = {"processes": True, "threads_per_worker": 1, "dashboard_address": None, "host": "127.0.0.1",
+                 "silence_logs": logging.CRITICAL}  # fmt: skip
+        with LocalCluster(n_workers=workers, **local) as cluster, Client(cluster) as client:
             yield client
         return
     if scheduler.endswith(".json") and not Path(scheduler).is_file():
