@@ -24,11 +24,14 @@ demo: $(STAMP)
 test: $(STAMP) lint tools
 	$(BIN)/pytest -q -n 2 --dist loadgroup  # 2 workers (pytest-xdist); modules sharing a fixture stay together
 
-# the RTL tests need yosys, Verilator and Icarus Verilog: Debian's packages, installed when missing
+# the RTL tests need yosys, Verilator and Icarus Verilog, the report test a headless Chromium: Debian's packages,
+# installed when missing
 tools:
-	@command -v yosys >/dev/null && command -v verilator >/dev/null && command -v iverilog >/dev/null || { \
+	@command -v yosys >/dev/null && command -v verilator >/dev/null && command -v iverilog >/dev/null \
+	  && command -v chromium >/dev/null || { \
 	  SUDO=$$(command -v sudo || true); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys verilator iverilog; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys verilator iverilog \
+	  chromium; }
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"

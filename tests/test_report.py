@@ -66,6 +66,47 @@ def test_report_embeds_every_plot_and_the_comparison_table(compare_run, capsys):
     assert "<title>tiny LeNet</title>" in text
 
 
+# appended to a copy of the report: once every image has loaded (or failed), what the browser decoded goes into the DOM
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const seen = [...document.images].map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth,
+                                             height: i.naturalHeight}));
+  const out = document.createElement("pre");
+  out.id = "ftflow-probe";
+  out.textContent = JSON.stringify(seen);
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _browser() -> str | None:
+    return next((path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))),
+                None)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_report_images_decode_in_a_headless_browser(compare_run, tmp_path):
+    import json
+    import re
+
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium on PATH (make tools installs Debian's chromium)")
+    _, out, _ = compare_run
+    assert main(["report", str(out)]) == 0
+    probe = tmp_path / "probe.html"
+    probe.write_text((out / "report" / "index.html").read_text().replace("</body>", _PROBE + "</body>"))
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", f"--user-data-dir={tmp_path}",
+               "--virtual-time-budget=20000", "--dump-dom", probe.as_uri()]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    found = re.search(r'<pre id="ftflow-probe">(.*?)</pre>', result.stdout, re.S)
+    assert found, f"{browser} rendered no probe (exit {result.returncode}): {result.stderr[-500:]}"
+    images = {i["alt"]: i for i in json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))}
+    assert set(images) == FIGURES
+    for alt, image in images.items():  # decoded by the browser, at a size a person can read
+        assert image["complete"] and image["width"] >= 300 and image["height"] >= 200, (alt, image)
+
+
 def test_report_of_a_run_without_comparison_says_what_is_missing(tmp_path, tiny_cfg_dict):
     from flow.config import config_from_dict
     from flow.steps import run
