@@ -85,7 +85,7 @@ def _quantizer_problems(model) -> dict[str, str]:
 
 def _precisions(model, cfg: RunConfig) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
     """From an in-memory conversion: hls4ml layer name -> type -> 'precision (set by)', and layer -> warnings."""
-    from flow.boards import resolve_board
+    from flow.hardware.boards import resolve_board
     from flow.hls import build_graph
     from flow.hls_precision import fidelity_report
 

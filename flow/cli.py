@@ -335,7 +335,7 @@ def _cmd_steps(args: argparse.Namespace) -> int:
 
 
 def _cmd_boards(args: argparse.Namespace) -> int:
-    from flow.boards import known_boards, load_board
+    from flow.hardware.boards import known_boards, load_board
 
     for name in known_boards():
         b = load_board(name)

@@ -28,8 +28,8 @@ from flow.config import (
     config_to_dict,
 )
 from flow.errors import FlowError
-from flow.estimate import RESOURCE_KEYS
 from flow.freshness import is_current
+from flow.hardware.estimate import RESOURCE_KEYS
 from flow.rundir import atomic_path, write_text_atomic
 from flow.state import RunState, read_manifest
 from flow.stats import ratio_interval, wilson_interval

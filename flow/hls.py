@@ -11,9 +11,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from flow.boards import Board
 from flow.config import HlsConfig
 from flow.errors import FlowError
+from flow.hardware.boards import Board
 from flow.rundir import write_json
 
 log = logging.getLogger(__name__)

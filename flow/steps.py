@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from flow.boards import resolve_board
 from flow.config import RunConfig, config_to_dict
 from flow.data import Dataset, fit_to_shape, load_dataset
 from flow.errors import FlowError, VerificationError
 from flow.freshness import note_keys, refresh_inputs
+from flow.hardware.boards import resolve_board
 from flow.hls import PRECISION_REPORT, HlsProject
 from flow.rundir import read_json, write_atomic, write_json, write_text_atomic
 from flow.schema import closest
@@ -435,8 +435,8 @@ def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
     (rtl.simulator) on test images and compared bit for bit with the C-sim: <out>/rtl/report.json; fails if
     they differ."""
     from flow.csim import CSimLibrary
+    from flow.hardware.rtl import require_simulator, simulate, write_rtl
     from flow.hls import build_graph
-    from flow.rtl import require_simulator, simulate, write_rtl
 
     simulator = require_simulator(cfg.rtl.simulator.value, "step 'rtl'")
     state = need_data(state, cfg, "rtl")
@@ -464,7 +464,7 @@ def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
 def step_estimate(state: RunState, cfg: RunConfig) -> RunState:
     """Resources and latency of the current model (estimate.method) and the board's utilisation:
     <out>/estimate/resources.json."""
-    from flow.resources import estimate_resources
+    from flow.hardware.resources import estimate_resources
 
     state = need_model(state, "estimate")
     out = state.step_dir("estimate")

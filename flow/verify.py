@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flow.boards import Board
 from flow.config import HlsConfig
+from flow.hardware.boards import Board
 from flow.training import model_outputs
 
 

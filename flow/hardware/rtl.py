@@ -106,7 +106,7 @@ def _layer_module(
     """The layer as module ``<layer>_wrapper`` instantiating one module per distinct unit (rtl_trace.layer_units):
     returns (input bus: the sources concatenated in their widest format, output bus, the layer's own file (wiring
     only), the unit modules, instances of each)."""
-    from flow.rtl_trace import layer_units
+    from flow.hardware.rtl_trace import layer_units
 
     in_port = _widest(sources)
     formats = np.array([(p.k, p.i, p.f) for p in sources for _ in range(p.n)])  # each input element's own
@@ -155,7 +155,7 @@ def _convert(bus: str, src: Port, dst: Port, index: int) -> str:
 
 def write_rtl(graph, directory: Path, name: str = "model", keep_copies: bool = True) -> RtlDesign:
     """Verilog for every computing layer of ``graph`` and a top module ``<name>_top`` in ``directory``."""
-    from flow.rtl_trace import kif
+    from flow.hardware.rtl_trace import kif
 
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flow.calibration import basis, calibrated_lut, check_domain, features, load_calibration
+from flow.hardware.calibration import basis, calibrated_lut, check_domain, features, load_calibration
 
 RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM_18K")
 
@@ -280,7 +280,7 @@ def estimate_graph(graph, part: str, clock_ns: float, calibration: str | Path | 
         },
     }
     data = load_calibration(calibration)
-    if data:  # what yosys would report for the da4ml RTL of this graph (flow/calibration.py)
+    if data:  # what yosys would report for the da4ml RTL of this graph (flow/hardware/calibration.py)
         result["yosys_calibrated"] = {"LUT": calibrated_lut(basis(graph, result), data["factors"])}
         add_domain(result, graph, data.get("domain"))
     return result

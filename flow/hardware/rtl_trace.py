@@ -1,6 +1,6 @@
 """Trace hls4ml layers into da4ml fixed-point arrays with hls4ml io_parallel semantics (ap_fixed casts included),
 one layer at a time, as units: a convolution or pooling pixel, a correction pixel, an activation or addition
-element, a whole Dense layer. Each distinct unit becomes one Verilog module (see flow/rtl.py)."""
+element, a whole Dense layer. Each distinct unit becomes one Verilog module (see flow/hardware/rtl.py)."""
 
 from __future__ import annotations
 
