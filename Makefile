@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@echo "compiling da4ml's numba kernels once (about 2 minutes; the RTL path needs them)"
-	$(BIN)/python -c "from flow.rtl_trace import warm_up; warm_up()"
+	$(BIN)/python -c "from flow.hardware.rtl_trace import warm_up; warm_up()"
 	touch $(STAMP)
 
 # train, rank, harden; verify (bit-exact, exit 1 if not), fault-inject and estimate baseline, selective TMR and

@@ -41,10 +41,10 @@ def main() -> int:
 
     import numpy as np
 
-    from flow.boards import resolve_board
     from flow.build_cache import build_info
     from flow.config import config_from_dict
     from flow.csim import CSimLibrary
+    from flow.hardware.boards import resolve_board
     from flow.hls import _run_build_script, _set_script_opt, compile_project, project_of, write_project
     from flow.steps import run
     from flow.training import logits

@@ -24,17 +24,17 @@ def main() -> int:
     parser.add_argument("--dense-units", type=int, default=16)
     args = parser.parse_args()
 
-    from flow.boards import load_board
     from flow.config import HardenConfig, HardenMode, HlsConfig, PruneConfig, RankMethod, config_from_dict
-    from flow.estimate import estimate_graph
     from flow.harden import harden_model, select_channels
+    from flow.hardware.boards import load_board
+    from flow.hardware.estimate import estimate_graph
+    from flow.hardware.rtl import write_rtl
+    from flow.hardware.yosys import synthesize
     from flow.hls import build_graph
     from flow.prune import fine_tune, prune_model, select_removals
     from flow.rank import rank_model
-    from flow.rtl import write_rtl
     from flow.steps import run
     from flow.training import accuracy
-    from flow.yosys import synthesize
 
     board = load_board("pynq-z2")
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,9 +1,10 @@
 """Calibrate the analytic LUT estimate against yosys on the da4ml RTL of the zoo models (baseline, selective min
 0.3 and selective TMR 0.3 of each) and write the per-kind factors and the domain they were measured on to a user
-file (see flow/calibration.py). Prints per model and variant: yosys LUT, analytic LUT, calibrated LUT, their ratios.
+file (see flow/hardware/calibration.py). Prints per model and variant: yosys LUT, analytic LUT, calibrated LUT,
+their ratios.
 
-The shipped flow/yosys_calibration.json is never written unless named with --out; a run uses another file only
-when its config says so (estimate: {calibration: PATH}).
+The shipped flow/hardware/yosys_calibration.json is never written unless named with --out; a run uses another file
+only when its config says so (estimate: {calibration: PATH}).
 
 Usage: .venv/bin/python bench/calibrate_yosys.py [--out PATH] [--dry-run]   (about 10 minutes on 2 cores)
 """
@@ -53,12 +54,12 @@ def _variants(name: str, section: dict, tmp: Path) -> tuple[dict, int]:
 
 def measure(board) -> list[dict]:
     """Per model and variant: its layers' basis and features, the yosys result and the analytic LUT."""
-    from flow.calibration import basis, features
     from flow.config import HlsConfig
-    from flow.estimate import estimate_graph
+    from flow.hardware.calibration import basis, features
+    from flow.hardware.estimate import estimate_graph
+    from flow.hardware.rtl import write_rtl
+    from flow.hardware.yosys import synthesize
     from flow.hls import build_graph
-    from flow.rtl import write_rtl
-    from flow.yosys import synthesize
 
     measured = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,7 +79,7 @@ def measure(board) -> list[dict]:
 
 def fit(measured: list[dict]) -> tuple[dict, dict]:
     """(factors, domain) of the measured designs: the domain covers the layers the factors were fitted on."""
-    from flow.calibration import measure_domain, measure_factors
+    from flow.hardware.calibration import measure_domain, measure_factors
 
     factors = measure_factors([(m["basis"], m["synth"]["modules"]) for m in measured])
     points = [m["features"][name] for m in measured for name, (_, base) in m["basis"].items()
@@ -87,7 +88,7 @@ def fit(measured: list[dict]) -> tuple[dict, dict]:
 
 
 def _print(measured: list[dict], factors: dict) -> None:
-    from flow.calibration import calibrated_lut
+    from flow.hardware.calibration import calibrated_lut
 
     print(f"{'model':>12} {'variant':>14} {'yosys LUT':>10} {'analytic':>9} {'calibrated':>10} {'y/analytic':>10} "
           f"{'y/calibrated':>12}")  # fmt: skip
@@ -99,7 +100,7 @@ def _print(measured: list[dict], factors: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flow.calibration import default_output, write_calibration
+    from flow.hardware.calibration import default_output, write_calibration
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the factors without writing a file")
     args = parser.parse_args(argv)
 
-    from flow.boards import load_board
+    from flow.hardware.boards import load_board
 
     board, start = load_board("pynq-z2"), time.perf_counter()
     measured = measure(board)

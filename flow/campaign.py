@@ -7,6 +7,8 @@ import contextlib
 import csv
 import hashlib
 import json
+import multiprocessing
+import queue
 import re
 import signal
 import sqlite3
@@ -17,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from flow.build_cache import build_info, read_build_script, toolchain
 from flow.csim import FastEvaluator, FaultableLibrary
 from flow.errors import FlowError
 from flow.faultlist import Fault, faults_to_json
+from flow.fi_bridge import TABLE
 from flow.hls import HlsProject
 from flow.rundir import atomic_path
 from flow.stats import wilson_interval
@@ -77,8 +82,6 @@ def campaign_inputs(project: HlsProject, faults: list[Fault], x: np.ndarray, see
     ``weights``: firmware/weights/), the ``bridge`` (fault-injection C++ and array table), the ``build`` (compiler,
     flags and opt level), the ``faults``, the ``samples`` and the ``seed``. Paths are relative to the project, so
     a moved run directory keeps its campaigns."""
-    from flow.fi_bridge import TABLE
-
     directory = project.directory
     bridge = [directory / f"{project.project_name}_bridge.cpp", directory / TABLE]
     samples = np.ascontiguousarray(x, dtype=np.float32)
@@ -137,8 +140,6 @@ def _build_identity(directory: Path) -> dict:
     """What compiled the C-sim library: build_lib.sh (its flags and opt level, not the library's file name) and,
     for the split build, the opt level and library key of build_info.json (compiler identity, flags and every
     unit's preprocessed text), else the compiler's identity."""
-    from flow.build_cache import build_info, read_build_script, toolchain
-
     script = directory / "build_lib.sh"
     text = script.read_text() if script.is_file() else None  # without LIB_STAMP: hls4ml's random file-name suffix
     identity = {"build_lib.sh": re.sub(r"^LIB_STAMP=.*$", "LIB_STAMP=", text, flags=re.M) if text else None}
@@ -429,8 +430,6 @@ class _Progress:
     interval) and the count of faults stopped early."""
 
     def __init__(self, total: int, done: int, show: bool):
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, initial=done, unit="fault", disable=not show or None, smoothing=0.1)
         self.early = self.critical = self.seen = 0
 
@@ -447,7 +446,7 @@ def _results(args: tuple, tasks: Iterator, workers: int, engine: str = "local",
              scheduler: str | None = None) -> Iterator[list[tuple[int, dict]]]:  # fmt: skip
     """Each task's rows as they come: in this process, a spawned pool or on Dask workers."""
     if engine == "dask":
-        from flow.dask_engine import dask_results
+        from flow.dask_engine import dask_results  # import cycle: flow.dask_engine imports flow.campaign
 
         yield from dask_results(args[:5], tasks, workers, scheduler)
     elif workers <= 1:
@@ -462,9 +461,6 @@ def _results(args: tuple, tasks: Iterator, workers: int, engine: str = "local",
 
 
 def _pool_results(args: tuple, tasks: Iterator, workers: int) -> Iterator[list[tuple[int, dict]]]:
-    import multiprocessing
-    import queue
-
     arrived: queue.Queue = queue.Queue()
     with multiprocessing.get_context("spawn").Pool(workers, _init_pool_worker, args) as pool:
         submit = lambda task: pool.apply_async(_work, (task,), callback=arrived.put, error_callback=arrived.put)  # noqa: E731

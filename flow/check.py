@@ -9,6 +9,12 @@ from pathlib import Path
 from flow.config import RunConfig
 from flow.emulate import WEIGHT_LAYER_TYPES
 from flow.errors import FlowError
+from flow.fixedpoint import format_of_quantizer
+from flow.hardware.boards import resolve_board
+from flow.hls import build_graph
+from flow.hls_precision import fidelity_report
+from flow.modelio import layer_problems, load_model
+from flow.normalize import normalize_model
 
 
 @dataclass(frozen=True)
@@ -28,9 +34,6 @@ class LayerCheck:
 
 def check_model_file(path: str | Path, cfg: RunConfig) -> list[LayerCheck]:
     """Per layer of the normalized model (and each layer normalization removed): its treatment and problems."""
-    from flow.modelio import layer_problems, load_model
-    from flow.normalize import normalize_model
-
     original = load_model(path)
     try:
         normalized = normalize_model(original)
@@ -66,8 +69,6 @@ def _steps(kind: str) -> str:
 
 def _quantizer_problems(model) -> dict[str, str]:
     """Weight layers whose quantizers have no bit-level fault model."""
-    from flow.fixedpoint import format_of_quantizer
-
     problems = {}
     for layer in model.layers:
         if type(layer).__name__ not in WEIGHT_LAYER_TYPES:
@@ -85,10 +86,6 @@ def _quantizer_problems(model) -> dict[str, str]:
 
 def _precisions(model, cfg: RunConfig) -> tuple[dict[str, dict[str, str]], dict[str, list[str]]]:
     """From an in-memory conversion: hls4ml layer name -> type -> 'precision (set by)', and layer -> warnings."""
-    from flow.boards import resolve_board
-    from flow.hls import build_graph
-    from flow.hls_precision import fidelity_report
-
     with tempfile.TemporaryDirectory() as tmp:
         graph, config = build_graph(model, cfg.hls, resolve_board(cfg.board), cfg.data.input_frac_bits, Path(tmp) / "g")
         report = fidelity_report(graph, config)

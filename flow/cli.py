@@ -13,7 +13,14 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
+
+from flow.config import RunConfig, config_from_dict, config_to_dict, load_config
+from flow.config_reference import reference
 from flow.errors import FlowError, VerificationError
+from flow.hardware.boards import known_boards, load_board
+from flow.outdir import usable_out_dir
+from flow.rundir import run_lock
 
 
 class Terminated(KeyboardInterrupt):
@@ -147,21 +154,16 @@ def _quiet_libraries(verbose: bool) -> None:
 
 def _out_dir(args: argparse.Namespace, default: str) -> Path:
     """--out (or the config's 'out'), checked to be a writable directory before any step runs."""
-    from flow.outdir import usable_out_dir
-
     return usable_out_dir(args.out or default, "--out" if args.out else f"out (in {args.config})")
 
 
 def _lock(args: argparse.Namespace, out: Path, create: bool = True) -> None:
     """Be the only ftflow writing into ``out`` until the command ends (flow/rundir.py)."""
-    from flow.rundir import run_lock
-
     args.held.enter_context(run_lock(out, create))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from flow.config import load_config
-    from flow.steps import resolve_steps, run
+    from flow.steps import resolve_steps, run  # numpy + the pipeline modules: ~0.2 s, not for --help
 
     cfg = load_config(args.config)
     steps = resolve_steps(args.steps.split(",") if args.steps else cfg.steps)
@@ -173,8 +175,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_rank(args: argparse.Namespace) -> int:
 
-    from flow.config import config_from_dict, config_to_dict, load_config
-    from flow.state import read_manifest
+    from flow.state import read_manifest  # numpy + the pipeline modules: ~0.2 s, not for --help
     from flow.steps import run
 
     cfg = load_config(args.config)
@@ -192,8 +193,8 @@ def _cmd_rank(args: argparse.Namespace) -> int:
 
 
 def _cmd_inject(args: argparse.Namespace) -> int:
+    # numpy + the pipeline modules: ~0.2 s, not for --help
     from flow.campaign import CampaignDB, counted_rows, margin_stop
-    from flow.config import load_config
     from flow.steps import run
 
     cfg = load_config(args.config)
@@ -215,8 +216,8 @@ def _cmd_inject(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    # numpy + the pipeline modules: ~0.2 s, not for --help
     from flow.compare import COLUMNS, compare, unverified
-    from flow.config import load_config
 
     cfg = load_config(args.config)
     out = _out_dir(args, cfg.out)
@@ -260,8 +261,7 @@ def _compare_table(rows: list[dict]) -> list[str]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from flow.outdir import usable_out_dir
-    from flow.report import write_report
+    from flow.report import write_report  # numpy + the pipeline modules: ~0.2 s, not for --help
 
     if Path(args.out).is_dir():  # a read-only run directory: this error, not the lock file's
         usable_out_dir(Path(args.out) / "report", "report directory")
@@ -271,7 +271,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from flow.export import export_projects
+    from flow.export import export_projects  # numpy + the pipeline modules: ~0.2 s, not for --help
 
     _lock(args, Path(args.out), create=False)
     for path in export_projects(Path(args.out), args.variant, Path(args.dest) if args.dest else None):
@@ -293,8 +293,8 @@ def _print_summary(config: str, out: Path, state) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    # numpy + the pipeline modules: ~0.2 s, not for --help
     from flow.check import check_model_file, format_checks
-    from flow.config import RunConfig, load_config
 
     cfg = load_config(args.config) if args.config else RunConfig()
     rows = check_model_file(args.model, cfg)
@@ -311,11 +311,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    import yaml
-
-    from flow.config import config_to_dict, load_config
-    from flow.config_reference import reference
-
     if args.reference == bool(args.config):
         raise FlowError("config: give either a YAML run configuration (printed resolved) or --reference")
     if args.reference:
@@ -326,6 +321,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_steps(args: argparse.Namespace) -> int:
+    # numpy + the pipeline modules: ~0.2 s, not for --help
     from flow.steps import DEFAULT_STEPS, STEPS
 
     for name, func in STEPS.items():
@@ -335,8 +331,6 @@ def _cmd_steps(args: argparse.Namespace) -> int:
 
 
 def _cmd_boards(args: argparse.Namespace) -> int:
-    from flow.boards import known_boards, load_board
-
     for name in known_boards():
         b = load_board(name)
         caps = ", ".join(f"{k} {v}" for k, v in b.capacity.items())

@@ -28,11 +28,17 @@ from flow.config import (
     config_to_dict,
 )
 from flow.errors import FlowError
-from flow.estimate import RESOURCE_KEYS
+from flow.faultlist import targeted_bits
+from flow.fi_bridge import read_table
 from flow.freshness import is_current
+from flow.harden import layer_costs, total_cost
+from flow.hardware.estimate import RESOURCE_KEYS
+from flow.hls import HlsProject
+from flow.modelio import load_model
 from flow.rundir import atomic_path, write_text_atomic
 from flow.state import RunState, read_manifest
 from flow.stats import ratio_interval, wilson_interval
+from flow.steps import check_inject_samples, run
 
 HARDENING = {
     Variant.SELECTIVE_MIN: (HardenMode.SELECTIVE, Policy.MIN),
@@ -113,8 +119,6 @@ def case_config(cfg: RunConfig, case: Case) -> tuple[RunConfig, list[str]]:
 
 def compare(cfg: RunConfig, out: Path) -> list[dict]:
     """Train and rank once in ``out`` (reused if there), then build, estimate and inject every case."""
-    from flow.steps import check_inject_samples, run
-
     check_inject_samples(cfg)  # every case injects: a bad inject.* is refused before training
     user_model = cfg.model.path or cfg.model.json
     retrain = not user_model or "train" in (cfg.steps or ())  # a user's trained model is trained only if asked
@@ -166,9 +170,6 @@ def _seed_variant_dir(out: Path, manifest: dict, vdir: Path) -> None:
 
 def _row(case: Case, vdir: Path, inject: InjectConfig) -> dict:
     """One case's measured figures: fault campaign, fault sites, model cost, resources and latency."""
-    from flow.harden import layer_costs, total_cost
-    from flow.modelio import load_model
-
     summary = json.loads((vdir / "inject" / "summary.json").read_text())
     verify = json.loads((vdir / "verify" / "report.json").read_text())
     resources = json.loads((vdir / "estimate" / "resources.json").read_text())
@@ -249,10 +250,6 @@ def add_overheads(rows: list[dict]) -> list[dict]:
 def fault_sites(vdir: Path, inject: InjectConfig) -> int:
     """Bits of every array the campaign targets (inject.targets, inject.layers) in the variant's C-sim array table:
     copies and, when targeted, correction data included."""
-    from flow.faultlist import targeted_bits
-    from flow.fi_bridge import read_table
-    from flow.hls import HlsProject
-
     project = HlsProject.load(vdir / read_manifest(vdir)["project"])
     return targeted_bits(read_table(project.directory), inject)
 

@@ -386,7 +386,7 @@ class CompareConfig:
 
 
 class EstimateMethod(enum.StrEnum):
-    ANALYTIC = "analytic"  # formulas over the hls4ml graph (flow/estimate.py), seconds, no tools
+    ANALYTIC = "analytic"  # formulas over the hls4ml graph (flow/hardware/estimate.py), seconds, no tools
     VENDOR = "vendor"  # hls4ml's build (C synthesis) with vivado_hls / vitis_hls on PATH, its reports
     YOSYS = "yosys"  # da4ml RTL of every layer synthesized by yosys synth_xilinx (needs yosys on PATH)
 
@@ -401,7 +401,7 @@ class Simulator(enum.StrEnum):
 class EstimateConfig:
     method: EstimateMethod = EstimateMethod.ANALYTIC
     # a yosys calibration file (.json) written by bench/calibrate_yosys.py --out; null = the shipped, read-only
-    # flow/yosys_calibration.json (a run never reads a user calibration unless it is named here)
+    # flow/hardware/yosys_calibration.json (a run never reads a user calibration unless it is named here)
     calibration: str | None = None
 
     def __post_init__(self) -> None:

@@ -25,7 +25,7 @@ from flow.errors import FlowError
 
 
 def _keras_layer_base():
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     return tf.keras.layers.Layer
 
@@ -57,7 +57,7 @@ class Correction(_keras_layer_base()):
     def source_variable(self):
         """The padded source map as an int32 variable the layer reads instead of its constants from now on
         (created once, not tracked: it is neither saved nor a weight). Create it before tracing a forward pass."""
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: ~2 s to import
 
         variable = self.__dict__.get("_source_words")
         if variable is None:
@@ -66,7 +66,7 @@ class Correction(_keras_layer_base()):
         return variable
 
     def call(self, inputs):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: ~2 s to import
 
         if isinstance(inputs, list | tuple):
             inputs = tf.concat(list(inputs), axis=-1) if len(inputs) > 1 else inputs[0]
@@ -107,7 +107,7 @@ class Correction(_keras_layer_base()):
 
 def _select(inputs, index):
     """Channels ``index`` of ``inputs`` (last axis); an index past the channels reads 0."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     n = int(inputs.shape[-1])
     if isinstance(index, np.ndarray) and bool(np.all(index < n)):

@@ -18,6 +18,7 @@ from flow.emulate import SOURCE_ARRAY, FaultEmulator
 from flow.emulate import Fault as KerasFault
 from flow.errors import FlowError, VerificationError
 from flow.faultlist import Fault
+from flow.training import inference_fn
 
 KERAS_ARRAY = {"weight": "kernel", "bias": "bias"}
 SOURCE_NAME = re.compile(r"src\d+")  # hls4ml's name of a correction layer's source map (flow/hls_ext.py)
@@ -37,8 +38,6 @@ def mappable(fault: Fault, rows: dict[str, dict]) -> bool:
 
 def crosscheck(model, lib, table: list[dict], faults: list[Fault], x: np.ndarray, y: np.ndarray) -> dict:
     """Evaluate ``faults`` in C-sim and with Keras emulation; raise VerificationError on any difference."""
-    from flow.training import inference_fn
-
     rows = {row["name"]: row for row in table}
     emulator = FaultEmulator(model)
     try:

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.ctypeslib as npc
 
 from flow.errors import FlowError
+from flow.fi_bridge import read_table
 from flow.fixedpoint import FaultKind
 from flow.hls import HlsProject
 from flow.rundir import read_json, write_json
@@ -122,8 +123,6 @@ class FaultableLibrary(CSimLibrary):
 
     def __init__(self, project: HlsProject):
         super().__init__(project)
-        from flow.fi_bridge import read_table
-
         if not hasattr(self._lib, "fi_inject"):
             raise FlowError(f"{self.path} has no fault-injection bridge; convert the model again with this ftflow")
         self.arrays = read_table(project.directory)

@@ -106,7 +106,7 @@ class _Override:
     """Stands in for a layer's quantizer: elements under ``mask`` take ``value`` as is, the others are quantized."""
 
     def __init__(self, quantizer, shape: tuple[int, ...]):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: ~2 s to import
 
         self.quantizer = quantizer
         self.mask = tf.Variable(np.zeros(shape, dtype=bool), trainable=False)
@@ -114,7 +114,7 @@ class _Override:
         self.users = 0
 
     def __call__(self, x):
-        import tensorflow as tf
+        import tensorflow as tf  # TensorFlow: ~2 s to import
 
         return tf.where(self.mask, tf.cast(self.value, x.dtype), self.quantizer(x))
 

@@ -18,6 +18,7 @@ import numpy as np
 from flow.config import CostMetric, HardenConfig, HardenMode, Policy, Selection
 from flow.emulate import weight_layers
 from flow.errors import FlowError
+from flow.modelio import custom_objects
 from flow.rank import Ranking
 from flow.schema import closest
 from flow.training import model_outputs
@@ -135,7 +136,7 @@ def _by_budget(costs: dict[str, LayerCost], layers: list[str], ranking: Ranking,
 
 def profile_bounds(model, layers: list[str], x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per channel min and max of each layer's output over ``x`` (the baseline's pre-activation ranges)."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     probe = tf.keras.Model(model.inputs, [model.get_layer(name).output for name in layers])
     outputs = model_outputs(probe, x)
@@ -176,7 +177,7 @@ def copy_name(layer: str, n: int) -> str:
 
 
 def _hardened_layer(layer, inputs, chosen: list[int], copies: int, policy: Policy, clip: bool, bounds):
-    from flow.correction import Correction
+    from flow.correction import Correction  # flow.correction imports TensorFlow at its top
 
     channels = int(layer.kernel.shape[-1])
     original = type(layer).from_config(layer.get_config())
@@ -200,9 +201,7 @@ def _hardened_layer(layer, inputs, chosen: list[int], copies: int, policy: Polic
 def rebuild(model, replace: dict):
     """Rebuild a functional model layer by layer (fresh layers, copied weights); ``replace[name](layer, inputs)``
     builds the output of that layer instead."""
-    import tensorflow as tf
-
-    from flow.modelio import custom_objects
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     config = model.get_config()
     tensors = {}

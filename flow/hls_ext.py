@@ -59,6 +59,7 @@ def parse_correction(keras_layer, input_names, input_shapes, data_reader):
 
 
 def _layer_class():
+    # hls4ml: ~0.3 s to import
     from hls4ml.model.attributes import Attribute, ChoiceAttribute, WeightAttribute
     from hls4ml.model.layers import Layer
     from hls4ml.model.types import IntegerPrecisionType, UnspecifiedPrecisionType
@@ -104,6 +105,7 @@ def _layer_class():
 
 
 def _templates(layer_cls):
+    # hls4ml: ~0.3 s to import
     from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 
     class CorrectionConfigTemplate(LayerConfigTemplate):
@@ -137,7 +139,7 @@ def _templates(layer_cls):
 
 
 def _precision_pass(layer_cls):
-    from hls4ml.model.optimizer import OptimizerPass
+    from hls4ml.model.optimizer import OptimizerPass  # hls4ml: ~0.3 s to import
     from hls4ml.model.types import UnspecifiedPrecisionType
 
     class CorrectionResultType(OptimizerPass):
@@ -162,7 +164,7 @@ def _precision_pass(layer_cls):
 
 def register_correction() -> None:
     """Register the Correction layer with hls4ml's Keras-v2 converter and the Vivado and Vitis backends."""
-    import hls4ml
+    import hls4ml  # hls4ml: ~0.3 s to import
     from hls4ml.converters.keras_v2_to_hls import get_layer_handlers
     from hls4ml.model.layers import layer_map
 

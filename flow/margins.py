@@ -31,7 +31,7 @@ class MarginGradients:
 
 def margin_gradients(model, x: np.ndarray, max_elements: int = MAX_ELEMENTS) -> Iterator[MarginGradients]:
     """The margin gradients of x, in chunks of images small enough to keep each layer's array under max_elements."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     layers = weight_layers(model)
     for layer in layers:
@@ -48,7 +48,7 @@ def margin_gradients(model, x: np.ndarray, max_elements: int = MAX_ELEMENTS) -> 
 
 
 def _chunk_gradients(probe, layers: list, x: np.ndarray, n_classes: int) -> MarginGradients:
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     n, n_layers = len(x), len(layers)
     with tf.GradientTape() as tape:
@@ -74,7 +74,7 @@ def _chunk_gradients(probe, layers: list, x: np.ndarray, n_classes: int) -> Marg
 
 def _patches(layer, inputs: np.ndarray) -> np.ndarray:
     """The input patches each output position multiplies with the kernel: (N, positions, fan-in)."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     if type(layer).__name__ == "QDense":
         if inputs.ndim != 2:

@@ -21,7 +21,7 @@ CONTAINERS = {"Functional", "Sequential", "Model"}  # the top-level model; neste
 def allowed_classes() -> set[str]:
     """Layer classes a stored model may contain: what the flow takes, what normalization rewrites, and the
     unquantized layers it refuses later with a hint (none of them holds code)."""
-    from flow.modelio import SUPPORTED_LAYERS, UNQUANTIZED
+    from flow.modelio import SUPPORTED_LAYERS, UNQUANTIZED  # import cycle: flow.modelio imports flow.model_files
     from flow.normalize import IDENTITIES
 
     return SUPPORTED_LAYERS | IDENTITIES | set(UNQUANTIZED) | {"Softmax", "ReLU"}
@@ -53,7 +53,7 @@ def check_architecture(architecture: dict, source: str) -> None:
                 "loading. Replace it by a supported layer"
             )
         if kind not in allowed:
-            from flow.modelio import SUPPORTED_LAYERS
+            from flow.modelio import SUPPORTED_LAYERS  # import cycle: flow.modelio imports flow.model_files
 
             raise FlowError(
                 f"{source}: layer '{name}' ({kind}) is not supported; supported types: "
@@ -62,7 +62,7 @@ def check_architecture(architecture: dict, source: str) -> None:
 
 
 def _h5_architecture(path: Path) -> dict:
-    import h5py
+    import h5py  # h5py: ~0.1 s to import; only for .h5 files
 
     try:
         with h5py.File(path, "r") as f:
@@ -83,7 +83,7 @@ def _keras_archive_architecture(path: Path) -> dict:
 
 
 def _saved_model_architecture(path: Path) -> dict:
-    from keras.protobuf import saved_metadata_pb2
+    from keras.protobuf import saved_metadata_pb2  # Keras imports TensorFlow (~2 s)
 
     meta = path / "keras_metadata.pb"
     if not meta.is_file():
@@ -125,7 +125,7 @@ def _parse(text: str, path: Path) -> dict:
 
 def load_checked(path: Path, custom_objects: dict):
     """Inspect, then load a .h5 / .keras file or a SavedModel directory."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     if path.is_dir():
         check_architecture(_saved_model_architecture(path), str(path))
@@ -141,7 +141,7 @@ def load_checked(path: Path, custom_objects: dict):
 
 def load_json_weights(json_path: Path, weights_path: Path, custom_objects: dict):
     """hls4ml's pair: the architecture JSON (inspected) and the weights HDF5."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     for path, key in ((json_path, "model.json"), (weights_path, "model.weights")):
         if not path.is_file():

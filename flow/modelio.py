@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from flow.errors import FlowError
+from flow.model_files import load_checked, load_json_weights
 from flow.rundir import write_atomic
 from flow.schema import IDENTIFIER
 
@@ -25,9 +26,9 @@ EXACT_FLOAT_ACTIVATIONS = ("relu", "linear")  # float activations whose fixed-po
 
 def custom_objects() -> dict:
     """QKeras classes and quantizers, and ftflow's Correction layer, needed to load a saved model."""
-    from qkeras.utils import _add_supported_quantized_objects
+    from qkeras.utils import _add_supported_quantized_objects  # QKeras imports TensorFlow (~2 s)
 
-    from flow.correction import Correction
+    from flow.correction import Correction  # flow.correction imports TensorFlow at its top
 
     objects: dict = {"Correction": Correction}
     _add_supported_quantized_objects(objects)
@@ -37,8 +38,6 @@ def custom_objects() -> dict:
 def load_model(path: str | Path):
     """Load a saved QKeras model (.h5, .keras or a SavedModel directory) with QKeras custom objects, after
     checking its stored architecture (flow/model_files.py)."""
-    from flow.model_files import load_checked
-
     path = Path(path)
     if not path.exists():
         raise FlowError(f"model.path: file not found: {path}")
@@ -52,8 +51,6 @@ def load_model(path: str | Path):
 
 def load_user_model(cfg):
     """The model a ModelConfig names: ``path`` (a file or SavedModel directory) or hls4ml's ``json`` + ``weights``."""
-    from flow.model_files import load_json_weights
-
     if cfg.path:
         return load_model(cfg.path)
     try:

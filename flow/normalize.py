@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from flow.errors import FlowError
+from flow.harden import rebuild
+from flow.modelio import SUPPORTED_LAYERS, layer_problems
 from flow.training import model_outputs
 
 IDENTITIES = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianDropout", "GaussianNoise", "AlphaDropout",
@@ -68,7 +70,7 @@ def _unique(name: str, taken: set[str]) -> str:
 
 def to_functional(model):
     """A Sequential model as the equivalent functional model (same layers, names and weights); others unchanged."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     if not isinstance(model, tf.keras.Sequential):
         return model
@@ -94,9 +96,7 @@ def _output_layers(model) -> set[str]:
 
 def normalize_model(model) -> Normalized:
     """The canonical form of ``model`` (a new model; the original is left untouched)."""
-    import tensorflow as tf
-
-    from flow.harden import rebuild
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     _refuse_foreign_layers(model)
     model = to_functional(model)
@@ -150,8 +150,6 @@ def normalize_model(model) -> Normalized:
 
 def _refuse_foreign_layers(model) -> None:
     """Layers neither normalization nor the flow can take (checked before anything is rebuilt)."""
-    from flow.modelio import SUPPORTED_LAYERS, layer_problems
-
     known = SUPPORTED_LAYERS | IDENTITIES | {"Softmax", "ReLU", "Conv2D", "Dense"}
     problems = layer_problems(model)
     for layer in model.layers:
@@ -194,7 +192,7 @@ class _Deferred:
 
 def _folding(act_name: str | None):
     def fold(layer, inputs):
-        from qkeras import QConv2D
+        from qkeras import QConv2D  # QKeras imports TensorFlow (~2 s)
 
         conv = QConv2D(
             layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
@@ -208,7 +206,7 @@ def _folding(act_name: str | None):
 
 
 def _activation_layer(activation, name: str):
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
     from qkeras import QActivation
 
     if _is_quantizer(activation):
@@ -218,7 +216,7 @@ def _activation_layer(activation, name: str):
 
 def _plain_batchnorm(layer, inputs):
     """A BatchNormalization with the QBatchNormalization's quantized parameters."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     config = layer.get_config()
     keep = ("axis", "momentum", "epsilon", "center", "scale", "name")
@@ -244,7 +242,7 @@ def _splitter(act_name: str):
 
 def check_normalization(original, normalized: Normalized, x: np.ndarray) -> dict:
     """Original outputs vs the normalized logits put through the stripped activation, bit for bit, on ``x``."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     if not normalized.actions:
         return {"bit_exact": True, "n_samples": len(x), "compared": "unchanged model"}

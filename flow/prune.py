@@ -12,10 +12,12 @@ import itertools
 
 import numpy as np
 
-from flow.config import PruneConfig, PruneScope
+from flow.config import Optimizer, PruneConfig, PruneScope, Schedule
 from flow.emulate import weight_layers
 from flow.errors import FlowError
+from flow.harden import rebuild
 from flow.schema import closest
+from flow.training import accuracy, seed_everything
 
 PASS_THROUGH = {
     "QActivation", "MaxPooling2D", "AveragePooling2D", "Dropout", "ZeroPadding2D", "GlobalAveragePooling2D",
@@ -104,8 +106,6 @@ def _explicit(model, by_layer: dict[str, list[str]], cfg: PruneConfig) -> dict[s
 
 def prune_model(model, removals: dict[str, list[int]]):
     """A smaller copy of ``model`` without the removed channels (the original is untouched)."""
-    from flow.harden import rebuild
-
     inbound = _inbound(model)
     kept: dict[str, np.ndarray | None] = {}  # per layer output: kept channel (or flat) indices; None = all
     for spec in model.get_config()["layers"]:
@@ -159,10 +159,7 @@ def prune_model(model, removals: dict[str, list[int]]):
 
 def fine_tune(model, ds, cfg: PruneConfig, seed: int) -> dict:
     """Fine-tune (default: SGD momentum 0.9, cosine schedule); keep the best epoch by validation accuracy."""
-    import tensorflow as tf
-
-    from flow.config import Optimizer, Schedule
-    from flow.training import accuracy, seed_everything
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     seed_everything(seed)
     steps = max(1, cfg.epochs * int(np.ceil(len(ds.x_train) / cfg.batch_size)))

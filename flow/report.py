@@ -9,9 +9,13 @@ import html
 import json
 from pathlib import Path
 
+import yaml
+
 from flow import report_plots
+from flow.compare import BASIS_LABELS, basis_of
 from flow.errors import FlowError
 from flow.outdir import usable_out_dir
+from flow.rank_report import ranking_from_dict
 from flow.rundir import write_text_atomic
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -65,8 +69,6 @@ def _json(path: Path) -> dict | None:
 
 
 def _ranking(out: Path):
-    from flow.rank_report import ranking_from_dict
-
     data = _json(out / "rank" / "ranking.json")
     return ranking_from_dict(data) if data else None
 
@@ -80,8 +82,6 @@ def _compare_rows(out: Path) -> list[dict]:
 
 
 def _basis_text(rows: list[dict]) -> str:
-    from flow.compare import BASIS_LABELS, basis_of
-
     basis = basis_of(rows)
     return f"basis {basis.value}: {BASIS_LABELS[basis]}"
 
@@ -150,8 +150,6 @@ def _run_tables(out: Path) -> list[str]:
 
 def _configured_title(out: Path) -> str | None:
     """``report.title`` of the configuration the run wrote (``<out>/config.yaml``), if any."""
-    import yaml
-
     path = out / "config.yaml"
     if not path.is_file():
         return None

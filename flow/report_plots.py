@@ -6,13 +6,16 @@ import io
 
 import numpy as np
 
+from flow.compare import BASIS_LABELS, basis_of, rate, rate_interval
+from flow.rank_report import plot_ranking
+
 POLICY_KINDS = ("selective_min", "selective_range", "selective_tmr")
 REFERENCE_KINDS = ("baseline", "full_dmr", "full_tmr")
 RESOURCE_OVERHEADS = ("LUT", "FF", "DSP", "BRAM_18K", "latency_cycles")
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # matplotlib + pyplot: ~0.6 s to import
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -39,8 +42,6 @@ def vulnerability(ranking) -> bytes | None:
     """Per-layer bars of every channel's vulnerability (rank step's plot)."""
     if ranking is None:
         return None
-    from flow.rank_report import plot_ranking
-
     buffer = io.BytesIO()
     plot_ranking(ranking, buffer)
     return buffer.getvalue()
@@ -61,8 +62,6 @@ def _point_label(row: dict) -> str:
 def cost_series(rows: list[dict]) -> dict[str, list[tuple[float, float, float, float, str]]]:
     """Per selective policy, its (LUT+DSP overhead %, rate, low, high, label) points by cost: ratio (r0.3) and
     budget (b20%) rows alike, the rate on the table's basis (rows whose rate is undefined are left out)."""
-    from flow.compare import basis_of, rate, rate_interval
-
     basis = basis_of(rows)
     series: dict[str, list] = {}
     for row in rows:
@@ -76,8 +75,6 @@ def cost_series(rows: list[dict]) -> dict[str, list[tuple[float, float, float, f
 def critical_vs_cost(rows: list[dict]) -> bytes | None:
     """Critical failure rate on the table's basis (with its 95 % interval) against the LUT+DSP overhead, one line
     per selective policy (``cost_series``); the baseline and full DMR/TMR as horizontal references."""
-    from flow.compare import BASIS_LABELS, basis_of, rate
-
     series = cost_series(rows)
     if not series:
         return None
@@ -127,8 +124,6 @@ def front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, st
 def pareto_front(rows: list[dict]) -> tuple[list[str], bytes | None]:
     """Critical failure rate on the table's basis against LUT+DSP overhead; the variants no other variant beats on
     both are the front (rows whose rate is undefined are left out). Returns (front variant names, PNG)."""
-    from flow.compare import BASIS_LABELS, basis_of, rate
-
     basis = basis_of(rows)
     points = [(cost_overhead_pct(r, rows[0]), rate(r, basis), r["variant"]) for r in rows if rate(r, basis) is not None]
     if len(points) < 2:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -13,15 +14,40 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from flow.boards import resolve_board
-from flow.config import RunConfig, config_to_dict
+from flow.campaign import (
+    CampaignDB,
+    campaign_id,
+    campaign_inputs,
+    counted_rows,
+    margin_stop,
+    run_campaign,
+    short_inputs,
+    summarize,
+)
+from flow.config import FaultModel, PruneCriterion, RankMethod, RunConfig, config_to_dict
+from flow.crosscheck import crosscheck, mappable
+from flow.csim import CSimLibrary, FaultableLibrary, record_library
 from flow.data import Dataset, fit_to_shape, load_dataset
 from flow.errors import FlowError, VerificationError
+from flow.faultlist import build_fault_list, check_ber_size, faults_to_json, targeted_bits
+from flow.fi_bridge import TABLE
 from flow.freshness import note_keys, refresh_inputs
-from flow.hls import PRECISION_REPORT, HlsProject
+from flow.harden import harden_model, layer_costs, overhead_summary, select_channels
+from flow.hardware.boards import resolve_board
+from flow.hardware.resources import estimate_resources
+from flow.hardware.rtl import require_simulator, simulate, write_rtl
+from flow.hls import PRECISION_REPORT, HlsProject, build_graph, convert, hls_config, write_ip_project
+from flow.modelio import check_model, input_shape, load_model, load_user_model, output_size, save_model
+from flow.normalize import check_normalization, normalize_model
+from flow.prune import fine_tune, prune_model, select_removals
+from flow.rank import norm_scores, rank_model
+from flow.rank_report import plot_ranking, ranking_from_dict, validate, write_ranking
 from flow.rundir import read_json, write_atomic, write_json, write_text_atomic
 from flow.schema import closest
 from flow.state import RunState, read_manifest
+from flow.training import accuracy, logits, seed_everything, train_model
+from flow.verify import compare_logits, first_mismatch, trace_layers
+from flow.zoo import build_model
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +56,6 @@ def need_model(state: RunState, step: str) -> RunState:
     """The current model: in memory, or loaded from what an earlier run recorded."""
     if state.model is not None:
         return state
-    from flow.modelio import load_model
-
     return dataclasses.replace(state, model=load_model(state.artefact("model", step, "load")))
 
 
@@ -44,8 +68,6 @@ def need_data(state: RunState, cfg: RunConfig, step: str) -> RunState:
 
 
 def _dataset_for(model, cfg: RunConfig) -> Dataset:
-    from flow.modelio import input_shape, output_size
-
     ds = fit_to_shape(load_dataset(cfg.data, cfg.seed), input_shape(model), cfg.data.input_frac_bits)
     if output_size(model) != ds.classes:
         raise FlowError(
@@ -58,11 +80,6 @@ def _dataset_for(model, cfg: RunConfig) -> Dataset:
 def step_load(state: RunState, cfg: RunConfig) -> RunState:
     """Load the data and build the zoo model (or load the user's QKeras model); normalize it (load/normalize.json)
     and check it is convertible."""
-    from flow.modelio import check_model, input_shape, load_user_model, save_model
-    from flow.normalize import check_normalization, normalize_model
-    from flow.training import seed_everything
-    from flow.zoo import build_model
-
     out = state.step_dir("load")
     if cfg.model.path or cfg.model.json:
         original = load_user_model(cfg.model)
@@ -98,9 +115,6 @@ def step_load(state: RunState, cfg: RunConfig) -> RunState:
 
 def step_train(state: RunState, cfg: RunConfig) -> RunState:
     """Train the model deterministically from the config seed."""
-    from flow.modelio import save_model
-    from flow.training import train_model
-
     state = need_data(state, cfg, "train")
     out = state.step_dir("train")
     result = train_model(state.model, state.data, cfg.train, cfg.seed)
@@ -111,9 +125,6 @@ def step_train(state: RunState, cfg: RunConfig) -> RunState:
 
 def step_convert(state: RunState, cfg: RunConfig) -> RunState:
     """Convert with hls4ml, write the project and compile the C-sim library into <out>/convert/hls_project."""
-    from flow.csim import record_library
-    from flow.hls import convert, hls_config
-
     state = need_model(state, "convert")
     board = resolve_board(cfg.board)  # config errors (board, hls.layers) before the old project is removed
     hls_config(state.model, cfg.hls, cfg.data.input_frac_bits)
@@ -135,8 +146,6 @@ def step_convert(state: RunState, cfg: RunConfig) -> RunState:
 
 def _ip_project(state: RunState, cfg: RunConfig, board, out: Path) -> Path | None:
     """With hls.keep_softmax, the project with the output activation load stripped (None when there is none)."""
-    from flow.hls import write_ip_project
-
     normalize = state.out / "load" / "normalize.json"
     activation = json.loads(normalize.read_text()).get("output_activation") if normalize.is_file() else None
     ip_dir = out / "hls_project_ip"
@@ -150,10 +159,6 @@ def _ip_project(state: RunState, cfg: RunConfig, board, out: Path) -> Path | Non
 
 def step_verify(state: RunState, cfg: RunConfig) -> RunState:
     """Compare C-sim and QKeras logits on the test set; trace layers on a mismatch; write verify/report.json."""
-    from flow.csim import CSimLibrary
-    from flow.training import logits
-    from flow.verify import compare_logits, first_mismatch, trace_layers
-
     state = need_data(state, cfg, "verify")
     project = state.project or HlsProject.load(state.artefact("project", "verify", "convert"))
     out = state.step_dir("verify")
@@ -173,8 +178,6 @@ def step_verify(state: RunState, cfg: RunConfig) -> RunState:
                         "bits)", risk["layer"], risk["type"], risk["precision"], risk["worst_case"],
                         risk["safe_integer_bits"])  # fmt: skip
     if "unhardened_model" in read_manifest(state.out):  # a hardened model: with no fault = the unhardened one
-        from flow.modelio import load_model
-
         baseline = load_model(state.artefact("unhardened_model", "verify", "harden"))
         report["equals_unhardened"] = bool(np.array_equal(csim_logits, logits(baseline, x)))
     if not report["bit_exact"]:
@@ -203,10 +206,6 @@ def _inexact_note(report: dict) -> str:
 
 def step_rank(state: RunState, cfg: RunConfig) -> RunState:
     """Rank every filter and neuron by vulnerability (rank.method; all methods + validation if rank.compare)."""
-    from flow.config import RankMethod
-    from flow.rank import rank_model
-    from flow.rank_report import plot_ranking, validate, write_ranking
-
     state = need_data(state, cfg, "rank")
     out = state.step_dir("rank")
     split = cfg.rank.split.value
@@ -236,10 +235,6 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     """Duplicate the most vulnerable filters/neurons and add correction layers (harden.*).
 
     Checks that with no fault the hardened model gives exactly the unhardened model's logits on the test set."""
-    from flow.harden import harden_model, overhead_summary, select_channels
-    from flow.modelio import load_model, save_model
-    from flow.training import logits
-
     manifest = read_manifest(state.out)
     if state.model is None and "unhardened_model" in manifest:  # a rerun hardens the same model again
         state = dataclasses.replace(state, model=load_model(state.artefact("unhardened_model", "harden", "load")))
@@ -266,8 +261,6 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
 
 def _recorded_ranking(state: RunState):
     """The ranking the rank step recorded for the current model, or None."""
-    from flow.rank_report import ranking_from_dict
-
     rel = read_manifest(state.out).get("ranking")
     path = state.out / rel if rel else None
     return ranking_from_dict(json.loads(path.read_text())) if path and path.is_file() else None
@@ -277,13 +270,6 @@ def step_prune(state: RunState, cfg: RunConfig) -> RunState:
     """Remove the least vulnerable (or lowest-L1) filters/neurons and fine-tune (prune.*).
 
     Writes prune/summary.json (parameters, MACs, accuracy before/after, per layer); the ranking is then stale."""
-    from flow.config import PruneCriterion
-    from flow.harden import layer_costs
-    from flow.modelio import save_model
-    from flow.prune import fine_tune, prune_model, select_removals
-    from flow.rank import norm_scores
-    from flow.training import accuracy
-
     state = need_data(state, cfg, "prune")
     out = state.step_dir("prune")
     if cfg.prune.criterion is PruneCriterion.L1:
@@ -347,10 +333,6 @@ def check_inject_samples(cfg: RunConfig, n_test: int | None = None) -> None:
 def _check_campaign_up_front(cfg: RunConfig, out: Path, names: Sequence[str]) -> None:
     """inject.samples against the test set and, unless this run converts again, a ber campaign's size against the
     recorded project (step_inject checks both again)."""
-    from flow.config import FaultModel
-    from flow.faultlist import check_ber_size, targeted_bits
-    from flow.fi_bridge import TABLE
-
     check_inject_samples(cfg)
     rel = read_manifest(out).get("project")
     if cfg.inject.model is FaultModel.BER and "convert" not in names and rel and (out / rel).is_file():
@@ -363,13 +345,6 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     """Fault-injection campaign on the compiled C-sim (inject.*), resumed on rerun.
 
     Results go to inject/campaign.sqlite as they come; rates with Wilson intervals to inject/summary.json."""
-    import os
-
-    from flow import campaign as fi
-    from flow.campaign import CampaignDB, campaign_id, campaign_inputs, run_campaign, short_inputs, summarize
-    from flow.csim import FaultableLibrary
-    from flow.faultlist import build_fault_list, faults_to_json
-
     state = need_data(state, cfg, "inject")
     project = state.project or HlsProject.load(state.artefact("project", "inject", "convert"))
     out = state.step_dir("inject")
@@ -391,11 +366,11 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
                 "inputs": short_inputs(inputs)}  # fmt: skip
         db.ensure(cid, meta, faults, layers)
         workers = icfg.workers or os.cpu_count() or 1
-        stop = fi.margin_stop(icfg.stop_at_margin, icfg.chunk, cfg.seed)
+        stop = margin_stop(icfg.stop_at_margin, icfg.chunk, cfg.seed)
         timing = run_campaign(project, faults, x, y, golden, db, cid, workers, icfg.chunk,
                               evaluation=icfg.evaluation.value, stop=stop, engine=icfg.engine.value,
                               scheduler=icfg.scheduler)  # fmt: skip
-        rows, stopping = fi.counted_rows(db, cid, stop, len(faults))
+        rows, stopping = counted_rows(db, cid, stop, len(faults))
         summary = {"campaign": cid, "inputs": short_inputs(inputs), "fault_model": icfg.model.value,
                    "samples": len(x), **summarize(rows)}  # fmt: skip
     finally:
@@ -419,8 +394,6 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
 
 
 def _crosscheck(model, lib, faults, x, y, n: int, seed: int) -> dict:
-    from flow.crosscheck import crosscheck, mappable
-
     rows = {row["name"]: row for row in lib.arrays}
     candidates = [f for f in faults if mappable(f, rows)]
     picks = np.random.default_rng(seed).permutation(len(candidates))[:n]
@@ -434,10 +407,6 @@ def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
     """da4ml RTL of every layer (own Verilog module of unit instances; copies kept apart), simulated
     (rtl.simulator) on test images and compared bit for bit with the C-sim: <out>/rtl/report.json; fails if
     they differ."""
-    from flow.csim import CSimLibrary
-    from flow.hls import build_graph
-    from flow.rtl import require_simulator, simulate, write_rtl
-
     simulator = require_simulator(cfg.rtl.simulator.value, "step 'rtl'")
     state = need_data(state, cfg, "rtl")
     project = state.project or HlsProject.load(state.artefact("project", "rtl", "convert"))
@@ -464,8 +433,6 @@ def step_rtl(state: RunState, cfg: RunConfig) -> RunState:
 def step_estimate(state: RunState, cfg: RunConfig) -> RunState:
     """Resources and latency of the current model (estimate.method) and the board's utilisation:
     <out>/estimate/resources.json."""
-    from flow.resources import estimate_resources
-
     state = need_model(state, "estimate")
     out = state.step_dir("estimate")
     result = estimate_resources(state.model, cfg, out)

@@ -10,7 +10,7 @@ from flow.data import Dataset
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TF and make TF ops deterministic (the only reproducible setting in TF 2.14)."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     tf.keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
@@ -18,7 +18,7 @@ def seed_everything(seed: int) -> None:
 
 def train_model(model, ds: Dataset, cfg: TrainConfig, seed: int) -> dict:
     """Train in place with a from-logits cross-entropy; return the per-epoch history and test accuracy."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     seed_everything(seed)
     optimizer = {
@@ -45,7 +45,7 @@ def inference_fn(model):
     """A graph-compiled forward pass ``x -> logits`` (about 10x faster than eager calls of QKeras layers).
 
     It reads the model's variables at call time, so weight faults written into them are seen."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     @tf.function(autograph=False, reduce_retracing=True)
     def forward(x):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 from pathlib import Path
 
 import numpy as np
 
-from flow.boards import Board
 from flow.config import HlsConfig
+from flow.hardware.boards import Board
+from flow.hls import build_graph, compile_project, project_of
 from flow.training import model_outputs
 
 
@@ -30,7 +32,7 @@ def compare_logits(keras_logits: np.ndarray, csim_logits: np.ndarray, labels: np
 
 def keras_layer_outputs(model, x: np.ndarray) -> dict[str, np.ndarray]:
     """Output of every non-input layer of a Keras model, by layer name."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     probe = tf.keras.Model(model.inputs, [layer.output for layer in layers])
@@ -48,10 +50,6 @@ def trace_layers(model, x: np.ndarray, cfg: HlsConfig, board: Board, input_frac_
     The copy is written once with hls4ml's trace code and built at ``TRACE_OPT`` through the C-sim cache (the
     convolutions' im2col units are the converted project's, so usually only the top function compiles); hls4ml's
     ``ModelGraph.trace`` then runs on that library instead of rewriting the project and running build_lib.sh -O3."""
-    import ctypes
-
-    from flow.hls import build_graph, compile_project, project_of
-
     graph, _ = build_graph(model, cfg, board, input_frac_bits, workdir, trace=True)
     graph.config.trace_output = True
     workdir.mkdir(parents=True, exist_ok=True)

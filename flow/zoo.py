@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flow.config import ModelConfig, ZooName
+from flow.errors import FlowError
 
 DEFAULT_FILTERS = {
     ZooName.LENET: (4, 8),
@@ -24,8 +25,6 @@ DEFAULT_HIDDEN_UNITS = (64, 32, 32)  # mlp: hls4ml's jet-tagging model (16 featu
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], classes: int):
     """Build the zoo model ``cfg.name`` for samples of ``input_shape`` (images (H, W, C); the mlp also takes flat
     features (F,)) and ``classes`` logits."""
-    from flow.errors import FlowError
-
     if cfg.name is ZooName.MLP:
         if cfg.filters is not None:
             raise FlowError("model.filters: mlp has no conv layers; set its hidden widths with model.hidden_units")
@@ -66,12 +65,12 @@ class _Blocks:
         self.cfg = cfg
 
     def _wq(self):
-        from qkeras import quantized_bits
+        from qkeras import quantized_bits  # QKeras imports TensorFlow (~2 s)
 
         return quantized_bits(self.cfg.weight_bits, self.cfg.weight_int_bits, alpha=1)
 
     def conv(self, x, filters: int, name: str, kernel: int = 3, strides: int = 1):
-        from qkeras import QConv2D
+        from qkeras import QConv2D  # QKeras imports TensorFlow (~2 s)
 
         return QConv2D(
             filters,
@@ -84,26 +83,24 @@ class _Blocks:
         )(x)
 
     def dense(self, x, units: int, name: str):
-        from qkeras import QDense
+        from qkeras import QDense  # QKeras imports TensorFlow (~2 s)
 
         return QDense(units, kernel_quantizer=self._wq(), bias_quantizer=self._wq(), name=name)(x)
 
     def relu(self, x, name: str):
-        from qkeras import QActivation, quantized_relu
+        from qkeras import QActivation, quantized_relu  # QKeras imports TensorFlow (~2 s)
 
         return QActivation(quantized_relu(self.cfg.act_bits, self.cfg.act_int_bits), name=name)(x)
 
 
 def _check_pooling(input_shape: tuple[int, ...], factor: int, model: str) -> None:
-    from flow.errors import FlowError
-
     if input_shape[0] < factor or input_shape[1] < factor:
         raise FlowError(f"model '{model}': input {input_shape} is too small; needs at least {factor}x{factor}")
 
 
 def _lenet(b: _Blocks, input_shape, classes, filters):
     """conv-relu-pool, conv-relu-pool, dense-relu, dense (logits)."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     _check_pooling(input_shape, 4, "lenet")
     layers = tf.keras.layers
@@ -117,7 +114,7 @@ def _lenet(b: _Blocks, input_shape, classes, filters):
 
 def _vgg_tiny(b: _Blocks, input_shape, classes, filters):
     """Three conv-relu-pool blocks (made for 32x32x3), then dense logits."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     _check_pooling(input_shape, 8, "vgg_tiny")
     layers = tf.keras.layers
@@ -131,12 +128,10 @@ def _vgg_tiny(b: _Blocks, input_shape, classes, filters):
 
 def _resnet_tiny(b: _Blocks, input_shape, classes, filters):
     """Stem conv, one residual block (conv-relu-conv + identity, Add, relu), pool, dense logits."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     _check_pooling(input_shape, 4, "resnet_tiny")
     if filters[0] != filters[2]:
-        from flow.errors import FlowError
-
         raise FlowError(f"model.filters: resnet_tiny's identity Add needs filters[0] == filters[2], got {filters}")
     layers = tf.keras.layers
     inp = layers.Input(input_shape, name="image")
@@ -152,7 +147,7 @@ def _resnet8(b: _Blocks, input_shape, classes, filters):
     """MLPerf Tiny image classification ResNet-8 (``resnet_v1_eembc``) without BatchNorm: stem conv, three residual
     stacks (the 2nd and 3rd halve the map with a stride-2 conv and a 1x1 stride-2 shortcut conv), average pooling
     over the whole remaining map, dense logits."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     _check_pooling(input_shape, 4, "resnet8")
     layers = tf.keras.layers
@@ -171,7 +166,7 @@ def _resnet8(b: _Blocks, input_shape, classes, filters):
 
 def _mlp(b: _Blocks, input_shape, classes, units):
     """hls4ml jet-tagging style: [Flatten,] (dense-relu) per hidden width, dense logits."""
-    import tensorflow as tf
+    import tensorflow as tf  # TensorFlow: ~2 s to import
 
     layers = tf.keras.layers
     inp = layers.Input(input_shape, name="features" if len(input_shape) == 1 else "image")

@@ -7,7 +7,7 @@
 // Each source is a multiplexer over the n_in_chan stacked channels, selected by the W-bit unsigned word src[i]
 // (W = bit width of the largest fault-free index). Only a fault can write a select >= n_in_chan: such a select
 // reads 0, as a mux whose unused inputs are tied to zero (defined in C-sim, the fast evaluation, the Keras
-// emulation in flow/correction.py and the RTL in flow/rtl_trace.py alike).
+// emulation in flow/correction.py and the RTL in flow/hardware/rtl_trace.py alike).
 // Policies (bit-exact with flow/correction.py):
 //   min   : minimum of the copies (the paper's correction)
 //   range : the copy inside [lo[c], hi[c]]; both or neither inside -> minimum (identical copies pass through)

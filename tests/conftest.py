@@ -124,7 +124,7 @@ def trained_zoo():
 @pytest.fixture(scope="session")
 def compiled_zoo(trained_zoo, tmp_path_factory):
     """(model, bits, io_type, backend) -> HlsProject, written one by one and compiled in one pool."""
-    from flow.boards import resolve_board
+    from flow.hardware.boards import resolve_board
     from flow.hls import compile_projects, project_of, write_project
 
     root = tmp_path_factory.mktemp("zoo_projects")
@@ -161,8 +161,8 @@ HARDEN_CASES = tuple((*target, mode, policy) for target in HARDEN_TARGETS for mo
 @pytest.fixture(scope="session")
 def compiled_hardened(trained_zoo, tmp_path_factory):
     """case -> (hardened Keras model, HlsProject): hardened by l1 ranking (ratio 0.3), compiled in one pool."""
-    from flow.boards import resolve_board
     from flow.harden import harden_model, select_channels
+    from flow.hardware.boards import resolve_board
     from flow.hls import compile_projects, project_of, write_project
     from flow.rank import Ranking, norm_scores
 
@@ -189,7 +189,7 @@ def compiled_hardened(trained_zoo, tmp_path_factory):
 @pytest.fixture(scope="session")
 def fi_runs(tmp_path_factory):
     """name -> (run directory, RunConfig, RunState) for 'base', 'stream' and 'tmr' (full TMR, vote)."""
-    from flow.boards import resolve_board
+    from flow.hardware.boards import resolve_board
     from flow.hls import compile_projects, project_of, write_project
     from flow.steps import run
 

@@ -198,8 +198,8 @@ FLIPS_PER_TRIAL = 0.3  # expected flips per ber trial in the variant with the mo
 @pytest.fixture(scope="module")
 def dmr_project(fi_runs, tmp_path_factory):
     """fi_runs' base model hardened selectively (l1 ranking, ratio 0.5, min policy), compiled."""
-    from flow.boards import resolve_board
     from flow.harden import harden_model, select_channels
+    from flow.hardware.boards import resolve_board
     from flow.hls import compile_projects, project_of, write_project
     from flow.rank import Ranking, norm_scores
 

@@ -1,8 +1,8 @@
 import pytest
 
-from flow.boards import RESOURCES, known_boards, load_board, resolve_board
 from flow.config import BoardConfig
 from flow.errors import FlowError
+from flow.hardware.boards import RESOURCES, known_boards, load_board, resolve_board
 
 EXPECTED_PARTS = {
     "pynq-z2": "xc7z020clg400-1",

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flow.boards import resolve_board
 from flow.build_cache import BUILD_DIR, _code_gen_copy, _fill_classes, _groups, build_info, build_library, cache_root
 from flow.config import ModelConfig, ZooName, config_from_dict
 from flow.csim import CSimLibrary
+from flow.hardware.boards import resolve_board
 from flow.hls import compile_project, project_of, write_project
 from flow.training import logits, seed_everything
 from flow.zoo import build_model

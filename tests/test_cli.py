@@ -63,6 +63,20 @@ def test_steps_and_boards_listing(capsys):
     assert "xc7z020clg400-1" in capsys.readouterr().out
 
 
+HEAVY = ("tensorflow", "qkeras", "hls4ml", "da4ml", "matplotlib", "scipy", "sklearn", "distributed")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["config", "--reference"], ["steps"], ["boards"]], ids=" ".join)
+def test_help_and_listings_import_no_heavy_library(argv):
+    """ftflow --help, config --reference, steps and boards stay light: none of them imports TensorFlow, hls4ml, ..."""
+    probe = ("import contextlib, io, sys\nfrom flow.cli import main\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    with contextlib.suppress(SystemExit):\n        main({argv!r})\n"
+             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", f"ftflow {' '.join(argv)} imported {proc.stdout.strip()}"
+
+
 def test_missing_config(tmp_path, capsys):
     assert main(["run", str(tmp_path / "none.yaml")]) == 2
     assert "config file not found" in _error_line(capsys)

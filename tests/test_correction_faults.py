@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flow.boards import load_board
 from flow.config import HardenConfig, HardenMode, HlsConfig, IOType, OptLevel
 from flow.csim import FastEvaluator, FaultableLibrary
 from flow.emulate import Fault, FaultEmulator
 from flow.faultlist import BitFault
 from flow.fixedpoint import FaultKind
+from flow.hardware.boards import load_board
 
 PYNQ = load_board("pynq-z2")
 CHANNELS = {"fc1": [0, 3, 5], "logits": [2, 7]}  # fc1: 8 + 3 (or 6) stacked channels, logits: 10 + 2 (or 4)

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flow.boards import Board, load_board, resolve_board
 from flow.config import (
     BoardConfig,
     HardenConfig,
@@ -21,7 +20,8 @@ from flow.config import (
     config_from_dict,
 )
 from flow.errors import FlowError
-from flow.estimate import csd_digits, dsp_per_multiplier, estimate_graph, memory_cost, utilisation
+from flow.hardware.boards import Board, load_board, resolve_board
+from flow.hardware.estimate import csd_digits, dsp_per_multiplier, estimate_graph, memory_cost, utilisation
 from flow.hls import build_graph
 from flow.zoo import build_model
 
@@ -156,7 +156,7 @@ def test_a_model_too_large_for_the_board_is_flagged(tmp_path):
 
 
 def test_vendor_report_fixture_is_parsed(tmp_path):
-    from flow.vendor import read_vendor_report
+    from flow.hardware.vendor import read_vendor_report
 
     project = tmp_path / "proj"
     shutil.copytree(FIXTURE, project)
@@ -168,7 +168,7 @@ def test_vendor_report_fixture_is_parsed(tmp_path):
 
 
 def test_vendor_report_missing_is_a_clear_error(tmp_path):
-    from flow.vendor import read_vendor_report
+    from flow.hardware.vendor import read_vendor_report
 
     project = tmp_path / "proj"
     shutil.copytree(FIXTURE, project)
@@ -188,7 +188,7 @@ def test_vendor_method_without_tools_names_them(tmp_path, tiny_cfg_dict, monkeyp
 
 @pytest.mark.synth
 def test_vendor_synthesis_of_a_small_model(tmp_path, tiny_cfg_dict):
-    from flow.vendor import vendor_tool
+    from flow.hardware.vendor import vendor_tool
 
     if vendor_tool() is None:
         pytest.skip("no vivado_hls / vitis_hls / vivado on PATH")
@@ -201,7 +201,7 @@ def test_vendor_synthesis_of_a_small_model(tmp_path, tiny_cfg_dict):
 
 
 def test_calibration_factors_and_calibrated_lut_by_hand():
-    from flow.calibration import calibrated_lut, measure_factors
+    from flow.hardware.calibration import calibrated_lut, measure_factors
 
     first = {"c1": ("Conv2D", 100.0), "r1": ("Activation", 10.0), "fc": ("Dense", 50.0)}
     second = {"c1": ("Conv2D", 300.0), "r1": ("Activation", 20.0)}
@@ -215,7 +215,7 @@ def test_calibration_factors_and_calibrated_lut_by_hand():
 
 
 def test_shipped_calibration_is_used_by_the_analytic_estimate(tmp_path):
-    from flow.calibration import basis, calibrated_lut, load_factors, unroll
+    from flow.hardware.calibration import basis, calibrated_lut, load_factors, unroll
 
     factors = load_factors()
     assert factors and {"Conv2D", "Dense", "Activation", "Correction", "Pooling2D"} <= set(factors)
@@ -277,7 +277,7 @@ def test_io_stream_builds_the_logic_of_one_pixel(tmp_path):
 
 
 def test_domain_ranges_and_reasons_by_hand():
-    from flow.calibration import check_domain, measure_domain
+    from flow.hardware.calibration import check_domain, measure_domain
 
     point = {"kind": "Dense", "basis": 100, "multipliers": 10, "unroll": 1, "input_bits": 6}
     domain = measure_domain([point, {**point, "basis": 400, "multipliers": 40, "input_bits": 9}], [500, 2000])
@@ -302,7 +302,7 @@ def test_domain_ranges_and_reasons_by_hand():
 
 def test_the_calibrated_design_is_in_the_domain(tmp_path):
     # the bench's lenet (8x8x1, filters 4/8, 6 bits, io_parallel) on pynq-z2: fits, in the domain, nothing to say
-    from flow.resources import estimate_resources
+    from flow.hardware.resources import estimate_resources
 
     cfg = config_from_dict({"model": {"name": "lenet", "filters": [4, 8], "weight_bits": 6, "act_bits": 6}}, "t")
     result = estimate_resources(_lenet(), cfg, tmp_path)
@@ -314,7 +314,7 @@ def test_the_calibrated_design_is_in_the_domain(tmp_path):
 def test_an_oversized_design_is_flagged_with_a_deploy_suggestion(tmp_path):
     # lenet with 16/32 filters on 16x16 inputs at io_parallel: ~390k LUT, far above the calibrated layers and designs
     # and 7x a pynq-z2; the suggestion is the smallest power-of-two reuse factor at io_stream/Resource that fits
-    from flow import resources
+    from flow.hardware import resources
 
     cfg = config_from_dict({"model": {"name": "lenet", "filters": [16, 32], "dense_units": 16}}, "t")
     model = build_model(cfg.model, (16, 16, 1), 10)
@@ -335,7 +335,7 @@ def test_an_oversized_design_is_flagged_with_a_deploy_suggestion(tmp_path):
 
 
 def test_a_design_no_configuration_fits_names_the_boards_it_would(tmp_path, monkeypatch):
-    from flow import resources
+    from flow.hardware import resources
 
     tiny = Board("tiny", "xc7a12tcsg325-1", 10.0, {"LUT": 100, "FF": 100, "DSP": 1, "BRAM_18K": 1})
     monkeypatch.setattr(resources, "resolve_board", lambda _: tiny)
@@ -349,7 +349,7 @@ def test_a_design_no_configuration_fits_names_the_boards_it_would(tmp_path, monk
 
 
 def test_a_named_user_calibration_is_used_and_a_bad_one_refused(tmp_path):
-    from flow.calibration import CALIBRATION_FILE
+    from flow.hardware.calibration import CALIBRATION_FILE
 
     shipped = json.loads(CALIBRATION_FILE.read_text())
     doubled = {**shipped, "factors": {k: {**f, "factor": 2 * f["factor"]} for k, f in shipped["factors"].items()}}
@@ -379,7 +379,7 @@ def _bench():
 
 
 def test_the_calibration_bench_writes_a_user_file_never_the_shipped_one(tmp_path, monkeypatch):
-    from flow.calibration import CALIBRATION_FILE, load_calibration
+    from flow.hardware.calibration import CALIBRATION_FILE, load_calibration
 
     before = (CALIBRATION_FILE.read_bytes(), CALIBRATION_FILE.stat().st_mtime_ns)
     bench = _bench()

@@ -19,7 +19,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("pyproject.toml", "README.md", "flow", "boards", "hls_templates")  # what the wheel is built from
 DATA = ("flow/boards_data/pynq-z2.yaml", "flow/hls_templates/fi_bridge.cpp.in", "flow/hls_templates/nnet_correction.h",
-        "flow/yosys_calibration.json")  # fmt: skip
+        "flow/hardware/yosys_calibration.json")  # fmt: skip
 CONFIG = {
     "seed": 0,
     "data": {"name": "digits", "n_train": 200, "n_test": 20},

@@ -305,8 +305,8 @@ def quantizer_models():
 @pytest.fixture(scope="session")
 def quantizer_projects(quantizer_models, tmp_path_factory):
     """name -> HlsProject, written one by one and compiled in one pool at -O1."""
-    from flow.boards import resolve_board
     from flow.config import config_from_dict
+    from flow.hardware.boards import resolve_board
     from flow.hls import compile_projects, project_of, write_project
 
     root = tmp_path_factory.mktemp("quantizer_projects")
@@ -444,9 +444,9 @@ def test_array_kinds_of_batchnorm_and_apply_alpha_nodes(tmp_path):
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu, ternary
 
-    from flow.boards import resolve_board
     from flow.config import config_from_dict
     from flow.fi_bridge import array_table
+    from flow.hardware.boards import resolve_board
     from flow.hls import build_graph
 
     q = quantized_bits(8, 3, alpha=1)

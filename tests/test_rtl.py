@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flow.boards import load_board
 from flow.config import HardenConfig, HardenMode, HlsConfig, OptLevel, config_from_dict
 from flow.errors import FlowError
+from flow.hardware.boards import load_board
 from flow.hls import build_graph
 
 PYNQ = load_board("pynq-z2")
@@ -30,7 +30,7 @@ def _mlp(units=8, seed=0, side=8):
 
 
 def _rtl(model, directory: Path, keep_copies=True):
-    from flow.rtl import write_rtl
+    from flow.hardware.rtl import write_rtl
 
     graph, _ = build_graph(model, HlsConfig(), PYNQ, 8, directory / "graph")
     return write_rtl(graph, directory / "verilog", keep_copies=keep_copies)
@@ -41,7 +41,7 @@ def test_round_half_to_even_cast_is_exact():
     from da4ml.trace import FixedVariableArrayInput, comb_trace
     from hls4ml.model.types import FixedPrecisionType, RoundingMode, SaturationMode
 
-    from flow.rtl_trace import cast
+    from flow.hardware.rtl_trace import cast
 
     target = FixedPrecisionType(4, 4, False, RoundingMode.RND_CONV, SaturationMode.SAT)
     x = FixedVariableArrayInput((1,))
@@ -62,7 +62,7 @@ def test_casts_and_bounds_agree_with_ap_fixed_in_every_mode(tmp_path):
     from da4ml.trace import FixedVariableArrayInput, comb_trace
     from hls4ml.model.types import FixedPrecisionType, RoundingMode, SaturationMode
 
-    from flow.rtl_trace import _bounds, cast
+    from flow.hardware.rtl_trace import _bounds, cast
 
     values = np.concatenate([np.arange(-10, 10, 1 / 16), [-4.0, -3.9375, -4.0625, 3.875, 3.9375, 0.0625, -0.0625]])
     types = [
@@ -102,10 +102,10 @@ def test_one_layer_dense_end_to_end_bit_exact_and_synthesized(tmp_path):
     from qkeras import QDense, quantized_bits
 
     from flow.csim import CSimLibrary
-    from flow.estimate import estimate_graph
+    from flow.hardware.estimate import estimate_graph
+    from flow.hardware.rtl import simulate
+    from flow.hardware.yosys import synthesize
     from flow.hls import convert
-    from flow.rtl import simulate
-    from flow.yosys import synthesize
 
     tf.keras.utils.set_random_seed(3)
     q = quantized_bits(6, 0, alpha=1)
@@ -127,7 +127,7 @@ def test_one_layer_dense_end_to_end_bit_exact_and_synthesized(tmp_path):
 
 def test_redundant_copies_survive_synthesis_only_with_keep_hierarchy(tmp_path):
     from flow.harden import harden_model
-    from flow.yosys import synthesize, synthesize_flat
+    from flow.hardware.yosys import synthesize, synthesize_flat
 
     model = _mlp(side=4)  # 16-8-10: small enough for three flat syntheses
     full = {"fc1": list(range(8)), "logits": list(range(10))}
@@ -155,7 +155,7 @@ def test_convolution_pixels_are_units_synthesized_once_each(tmp_path):
     import tensorflow as tf
     from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
 
-    from flow.yosys import synthesize, synthesize_flat
+    from flow.hardware.yosys import synthesize, synthesize_flat
 
     tf.keras.utils.set_random_seed(1)
     q = quantized_bits(6, 0, alpha=1)
@@ -213,7 +213,7 @@ def test_rtl_step_and_yosys_estimate_on_a_trained_model(tmp_path, tiny_cfg_dict)
 def test_hardened_conv_model_rtl_is_bit_exact_with_csim(case, compiled_hardened, trained_zoo, tmp_path):
     # Conv2D (padding taps), MaxPooling2D, conv copies, range/min corrections pixel by pixel, residual adds
     from flow.csim import CSimLibrary
-    from flow.rtl import simulate
+    from flow.hardware.rtl import simulate
 
     hardened, project = compiled_hardened[case]
     x = trained_zoo[case[:2]][1].x_test[:20]
@@ -226,8 +226,8 @@ def test_hardened_conv_model_rtl_is_bit_exact_with_csim(case, compiled_hardened,
 def test_vote_with_clip_rtl_is_bit_exact_with_csim(tmp_path):
     from flow.csim import CSimLibrary
     from flow.harden import harden_model
+    from flow.hardware.rtl import simulate
     from flow.hls import convert
-    from flow.rtl import simulate
 
     model = _mlp()
     x = np.random.default_rng(1).integers(0, 257, size=(200, 8, 8, 1)) / 256
@@ -245,8 +245,8 @@ def test_a_source_word_past_the_channels_reads_zero_in_rtl_as_in_csim(tmp_path):
     is traced from a graph whose word is faulty; its out-of-range select reads 0 like the faulty C-sim."""
     from flow.csim import FaultableLibrary
     from flow.harden import harden_model
+    from flow.hardware.rtl import simulate, write_rtl
     from flow.hls import convert
-    from flow.rtl import simulate, write_rtl
 
     model = _mlp()
     x = np.random.default_rng(2).integers(0, 257, size=(100, 8, 8, 1)) / 256

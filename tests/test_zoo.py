@@ -189,11 +189,11 @@ def test_check_model_names_unquantized_and_unsupported_layers():
 @pytest.mark.parametrize("name", list(ZooName))
 def test_every_weight_layer_of_the_hls4ml_graph_is_ranked_hardened_tallied_and_estimated(name, tmp_path):
     """No layer silently skipped: the sets agree with the weight layers hls4ml converts (issue 20 part 1)."""
-    from flow.boards import resolve_board
     from flow.config import HardenConfig, HardenMode, HlsConfig
-    from flow.estimate import estimate_graph
     from flow.fi_bridge import array_table
     from flow.harden import harden_model, layer_costs, overhead_summary, select_channels
+    from flow.hardware.boards import resolve_board
+    from flow.hardware.estimate import estimate_graph
     from flow.hls import build_graph
     from flow.rank import first_order_scores
 

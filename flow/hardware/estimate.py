@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flow.calibration import basis, calibrated_lut, check_domain, features, load_calibration
+from flow.hardware.calibration import basis, calibrated_lut, check_domain, features, load_calibration
 
 RESOURCE_KEYS = ("LUT", "FF", "DSP", "BRAM_18K")
 
@@ -99,7 +99,7 @@ def _depth_cycles(terms: int, kind: str, clock_ns: float) -> int:
 def _weight_digits(precision, values: np.ndarray, width: int) -> np.ndarray:
     """Integer codes of the constant weights (csd digits of each = its shift-and-add cost): fixed/integer words
     scaled to integers; po2 weights are one shift (one signed digit); binary (xnor) weights are +-1."""
-    from hls4ml.model.types import ExponentPrecisionType, XnorPrecisionType
+    from hls4ml.model.types import ExponentPrecisionType, XnorPrecisionType  # hls4ml: ~0.3 s to import
 
     if isinstance(precision, ExponentPrecisionType):
         return np.sign(values).astype(np.int64)
@@ -280,7 +280,7 @@ def estimate_graph(graph, part: str, clock_ns: float, calibration: str | Path | 
         },
     }
     data = load_calibration(calibration)
-    if data:  # what yosys would report for the da4ml RTL of this graph (flow/calibration.py)
+    if data:  # what yosys would report for the da4ml RTL of this graph (flow/hardware/calibration.py)
         result["yosys_calibrated"] = {"LUT": calibrated_lut(basis(graph, result), data["factors"])}
         add_domain(result, graph, data.get("domain"))
     return result

@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from flow.boards import Board, known_boards, load_board, resolve_board
 from flow.config import EstimateMethod, HlsConfig, IOType, RunConfig, Strategy
-from flow.estimate import estimate_graph, utilisation
+from flow.hardware import vendor
+from flow.hardware.boards import Board, known_boards, load_board, resolve_board
+from flow.hardware.estimate import estimate_graph, utilisation
+from flow.hardware.rtl import require_tool, write_rtl
+from flow.hardware.yosys import synthesize
 from flow.hls import build_graph
 
 MAX_SUGGESTED_REUSE = 4096  # hls.reuse_factor's upper bound
@@ -23,12 +26,10 @@ def estimate_resources(model, cfg: RunConfig, directory: Path) -> dict:
     not fit (None otherwise)."""
     board = resolve_board(cfg.board)
     if cfg.estimate.method is EstimateMethod.VENDOR:
-        from flow.vendor import read_vendor_report, require_vendor_tool, synthesize
-
-        require_vendor_tool()
+        vendor.require_vendor_tool()
         graph, _ = build_graph(model, cfg.hls, board, cfg.data.input_frac_bits, directory / "vendor_project")
-        synthesize(graph, directory / "vendor_build.log")
-        result = read_vendor_report(directory / "vendor_project")
+        vendor.synthesize(graph, directory / "vendor_build.log")
+        result = vendor.read_vendor_report(directory / "vendor_project")
     else:
         graph, _ = build_graph(model, cfg.hls, board, cfg.data.input_frac_bits, directory / "graph")
         result = estimate_graph(graph, board.part, board.clock_period, cfg.estimate.calibration)
@@ -124,9 +125,6 @@ def warnings(result: dict) -> list[str]:
 def _yosys(graph, analytic: dict, directory: Path) -> dict:
     """yosys cell counts of the da4ml RTL (combinational: the latency stays the analytic one), with the analytic
     estimate beside it and their ratio (how far the estimator is from a real netlist)."""
-    from flow.rtl import require_tool, write_rtl
-    from flow.yosys import synthesize
-
     require_tool("yosys", "estimate.method 'yosys'")
     synth = synthesize(write_rtl(graph, directory / "rtl"), directory / "yosys")
     ratio = {key: round(synth["total"][key] / analytic["total"][key], 3) if analytic["total"][key] else None

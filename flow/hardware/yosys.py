@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flow.errors import FlowError
-from flow.rtl import RtlDesign, require_tool
+from flow.hardware.rtl import RtlDesign, require_tool
 
 FF_CELLS = ("FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1", "FDCE_1", "FDPE_1", "LDCE", "LDPE")
 RESOURCES = ("LUT", "FF", "CARRY4", "DSP", "BRAM_18K")

@@ -6,7 +6,7 @@ io_parallel computes one after the other (a Conv2D's ``n_partitions``; 1 elsewhe
 range of each ``FEATURES`` value of the measured layers, plus the designs' analytic LUT and the hls4ml settings
 (io_parallel, Latency, reuse 1); outside it (widened by ``DOMAIN_MARGIN``) the calibrated figure is an
 extrapolation and ``check_domain`` says why. ``bench/calibrate_yosys.py`` measures both and writes them to a user
-file (``default_output()``); the flow reads the shipped read-only ``flow/yosys_calibration.json`` unless
+file (``default_output()``); the flow reads the shipped read-only ``flow/hardware/yosys_calibration.json`` unless
 ``estimate.calibration`` names another file."""
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from flow.errors import FlowError
+from flow.hardware.rtl_trace import kif, layer_units
 
 WIRING = ("Input", "Reshape")
 COPY = re.compile(r"_copy\d+$")
@@ -87,7 +88,7 @@ def _widest(ports: list[Port]) -> Port:
 def _unit_module(name: str, unit, formats: np.ndarray, directory: Path) -> UnitModule:
     """Trace one unit into its own da4ml module ``<name>_wrapper``; ``formats``: (k, i, f) of each input element
     (its source's). da4ml's wrapper gives all elements of a bus one format: the widest of them."""
-    from da4ml.codegen import VerilogModel
+    from da4ml.codegen import VerilogModel  # da4ml: ~0.9 s to import
     from da4ml.codegen.rtl.rtl_model import get_io_kifs
     from da4ml.trace import FixedVariableArrayInput, comb_trace
 
@@ -106,8 +107,6 @@ def _layer_module(
     """The layer as module ``<layer>_wrapper`` instantiating one module per distinct unit (rtl_trace.layer_units):
     returns (input bus: the sources concatenated in their widest format, output bus, the layer's own file (wiring
     only), the unit modules, instances of each)."""
-    from flow.rtl_trace import layer_units
-
     in_port = _widest(sources)
     formats = np.array([(p.k, p.i, p.f) for p in sources for _ in range(p.n)])  # each input element's own
     units = layer_units(layer)
@@ -155,8 +154,6 @@ def _convert(bus: str, src: Port, dst: Port, index: int) -> str:
 
 def write_rtl(graph, directory: Path, name: str = "model", keep_copies: bool = True) -> RtlDesign:
     """Verilog for every computing layer of ``graph`` and a top module ``<name>_top`` in ``directory``."""
-    from flow.rtl_trace import kif
-
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     layers = list(graph.get_layers())
