@@ -368,7 +368,7 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     from flow import campaign as fi
     from flow.campaign import CampaignDB, campaign_id, campaign_inputs, run_campaign, short_inputs, summarize
     from flow.csim import FaultableLibrary
-    from flow.faultlist import build_fault_list, faults_to_json
+    from flow.faultlist import build_fault_list, fault_group, faults_to_json, groups_known
 
     state = need_data(state, cfg, "inject")
     project = state.project or HlsProject.load(state.artefact("project", "inject", "convert"))
@@ -396,8 +396,12 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
                               evaluation=icfg.evaluation.value, stop=stop, engine=icfg.engine.value,
                               scheduler=icfg.scheduler)  # fmt: skip
         rows, stopping = fi.counted_rows(db, cid, stop, len(faults))
+        by_name = {row["name"]: row for row in lib.arrays}
+        groups = [fault_group(f, by_name) for f in faults] if groups_known(lib.arrays) else None
         summary = {"campaign": cid, "inputs": short_inputs(inputs), "fault_model": icfg.model.value,
-                   "samples": len(x), **summarize(rows)}  # fmt: skip
+                   "mbu": icfg.mbu, "samples": len(x), **summarize(rows, groups=groups)}  # fmt: skip
+        if groups is None:
+            summary["groups"] = "unknown: the array table predates channel layouts; run the convert step again"
     finally:
         db.close()
     summary["golden_accuracy"] = float(np.mean(golden.argmax(axis=1) == y))
