@@ -345,18 +345,24 @@ def check_inject_samples(cfg: RunConfig, n_test: int | None = None) -> None:
 
 
 def _check_campaign_up_front(cfg: RunConfig, out: Path, names: Sequence[str]) -> None:
-    """inject.samples against the test set and, unless this run converts again, a ber campaign's size against the
-    recorded project (step_inject checks both again)."""
+    """inject.samples against the test set and, unless this run converts again, a ber campaign's size and an
+    inject.mbu against the recorded project's words (step_inject checks them again)."""
     from flow.config import FaultModel
-    from flow.faultlist import check_ber_size, targeted_bits
+    from flow.faultlist import check_ber_size, fault_sites, targeted_bits
     from flow.fi_bridge import TABLE
 
     check_inject_samples(cfg)
     rel = read_manifest(out).get("project")
-    if cfg.inject.model is FaultModel.BER and "convert" not in names and rel and (out / rel).is_file():
-        table = HlsProject.load(out / rel).directory / TABLE
-        if table.is_file():
-            check_ber_size(cfg.inject, targeted_bits(json.loads(table.read_text()), cfg.inject))
+    ber = cfg.inject.model is FaultModel.BER
+    if not (ber or cfg.inject.mbu > 1) or "convert" in names or not rel or not (out / rel).is_file():
+        return
+    table = HlsProject.load(out / rel).directory / TABLE
+    if table.is_file():
+        rows = json.loads(table.read_text())
+        if ber:
+            check_ber_size(cfg.inject, targeted_bits(rows, cfg.inject))
+        else:
+            fault_sites(rows, cfg.inject)  # refuses an inject.mbu wider than a targeted word
 
 
 def step_inject(state: RunState, cfg: RunConfig) -> RunState:
