@@ -486,8 +486,10 @@ def windowed(submit: Callable[[Any], Any], arrived: Callable[[], Any], tasks: It
         yield result
 
 
-def summarize(rows: list[dict], confidence: float = 0.95) -> dict:
-    """Outcome counts and rates with Wilson intervals, in total and per layer."""
+def summarize(rows: list[dict], confidence: float = 0.95, groups: list[str] | None = None) -> dict:
+    """Outcome counts and rates with Wilson intervals, in total and per layer, and with ``groups`` (the group of
+    every fault id, flow/faultlist.py ``fault_group``) per group: protected, unprotected, copy, correction (each
+    present, 0 faults when none) and mixed / none when some faults are."""
 
     def block(subset: list[dict]) -> dict:
         n = len(subset)
@@ -500,4 +502,11 @@ def summarize(rows: list[dict], confidence: float = 0.95) -> dict:
         return out
 
     layers = sorted({r["layer"] for r in rows})
-    return {"total": block(rows), "layers": {name: block([r for r in rows if r["layer"] == name]) for name in layers}}
+    per_layer = {name: block([r for r in rows if r["layer"] == name]) for name in layers}
+    summary = {"total": block(rows), "layers": per_layer}
+    if groups is not None:
+        from flow.faultlist import GROUPS
+
+        names = [*GROUPS, *sorted({groups[r["fault_id"]] for r in rows} - set(GROUPS))]
+        summary["groups"] = {g: block([r for r in rows if groups[r["fault_id"]] == g]) for g in names}
+    return summary

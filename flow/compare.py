@@ -28,7 +28,8 @@ from flow.config import (
     config_to_dict,
 )
 from flow.errors import FlowError
-from flow.faultlist import targeted_bits
+from flow.faultlist import GROUPS
+from flow.faultlist import fault_sites as sites
 from flow.fi_bridge import read_table
 from flow.freshness import is_current
 from flow.harden import layer_costs, total_cost
@@ -54,7 +55,8 @@ OVERHEAD_KEYS = ("params", "macs", *RESOURCE_KEYS, "latency_cycles")
 COLUMNS = (
     "variant", "kind", "verified", "harden_ratio", "harden_budget_pct", "prune_ratio", "fault_free_accuracy", "faults",
     "critical_count", "critical_rate", "critical_ci95", "sdc_rate", "masked_rate", "mean_accuracy_under_fault",
-    "fault_sites", "params", "macs", *RESOURCE_KEYS, "latency_cycles",
+    "fault_sites", *(f"{key}_{group}" for group in GROUPS for key in ("faults", "critical_rate")),
+    "params", "macs", *RESOURCE_KEYS, "latency_cycles",
     *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "basis", "per_bit_relative_rate",
     "per_bit_relative_ci95", "per_bit_reduction_pct", "fit", "fit_ci95", "fits_board",
     "estimate_method", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic", "estimate_in_domain",
@@ -191,6 +193,7 @@ def _row(case: Case, vdir: Path, inject: InjectConfig) -> dict:
         "masked_rate": round(total["masked"]["rate"], 5),
         "mean_accuracy_under_fault": round(total["mean_accuracy"], 5),
         "fault_sites": fault_sites(vdir, inject),
+        **group_columns(summary),
         "params": cost["params"],
         "macs": cost["macs"],
         **resources["total"],
@@ -248,10 +251,24 @@ def add_overheads(rows: list[dict]) -> list[dict]:
 
 
 def fault_sites(vdir: Path, inject: InjectConfig) -> int:
-    """Bits of every array the campaign targets (inject.targets, inject.layers) in the variant's C-sim array table:
-    copies and, when targeted, correction data included."""
+    """Fault sites (word and start bit of an inject.mbu upset; bits for single-bit faults and ber) of every array
+    the campaign targets (inject.targets, inject.layers) in the variant's C-sim array table: copies and, when
+    targeted, correction data included."""
     project = HlsProject.load(vdir / read_manifest(vdir)["project"])
-    return targeted_bits(read_table(project.directory), inject)
+    return sites(read_table(project.directory), inject)
+
+
+def group_columns(summary: dict) -> dict:
+    """Faults and critical rate per fault group (protected, unprotected, copy, correction) of an inject summary;
+    empty text where there were none or the summary has no groups."""
+    groups = summary.get("groups")
+    columns = {}
+    for group in GROUPS:
+        block = groups.get(group) if isinstance(groups, dict) else None
+        n = block["n_faults"] if block else 0
+        columns[f"faults_{group}"] = n if block else ""
+        columns[f"critical_rate_{group}"] = round(block["critical"]["rate"], 5) if n else ""
+    return columns
 
 
 def _ber(inject: InjectConfig) -> float | None:

@@ -275,7 +275,7 @@ class HardenConfig:
 
 
 class FaultModel(enum.StrEnum):
-    FLIP = "flip"  # one bit flipped for the whole evaluation of that fault
+    FLIP = "flip"  # one bit flipped for the whole evaluation of that fault (inject.mbu adjacent bits)
     STUCK0 = "stuck0"
     STUCK1 = "stuck1"
     BER = "ber"  # k flips at once, k ~ Binomial(targeted bits, ber)
@@ -283,7 +283,7 @@ class FaultModel(enum.StrEnum):
 
 class FaultSampling(enum.StrEnum):
     STATISTICAL = "statistical"  # Leveugle et al. sample size for margin/confidence/p
-    EXHAUSTIVE = "exhaustive"  # every targeted bit
+    EXHAUSTIVE = "exhaustive"  # every targeted bit (every start bit of an inject.mbu upset)
     COUNT = "count"  # `count` faults (also the number of trials for ber)
 
 
@@ -291,6 +291,7 @@ class Target(enum.StrEnum):
     WEIGHT = "weight"
     BIAS = "bias"
     CORRECTION = "correction"  # the correction layers' source maps and bounds
+    COPY = "copy"  # every array of the copy layers of hardened layers (weight and bias select them too)
 
 
 class Engine(enum.StrEnum):
@@ -312,6 +313,10 @@ class Evaluation(enum.StrEnum):
 class InjectConfig:
     model: FaultModel = FaultModel.FLIP
     ber: float = field(default=1e-3, metadata=rng(0, 1, min_exclusive=True))  # bit error rate for model: ber
+    # multi-bit upset: each fault sets k adjacent bits b..b+k-1 of one word (flip, or stuck at 0/1), start bit b
+    # in 0..width-k so it stays inside the word (sites per word: width-k+1); 1 = single-bit faults. At most the
+    # narrowest targeted word's width; model ber flips independent bits and takes only 1
+    mbu: int = field(default=1, metadata=rng(1, 64))
     targets: tuple[Target, ...] = (Target.WEIGHT, Target.BIAS)
     layers: tuple[str, ...] | None = None  # layers whose arrays are targeted; null = all
     sampling: FaultSampling = FaultSampling.STATISTICAL
@@ -335,6 +340,9 @@ class InjectConfig:
     scheduler: str | None = field(default=None, metadata={"pattern": SCHEDULER, "pattern_doc": SCHEDULER_DOC})
 
     def __post_init__(self) -> None:
+        if self.mbu > 1 and self.model is FaultModel.BER:
+            raise FlowError(f"mbu: got {self.mbu} with model 'ber'; allowed with ber: 1 (ber flips independent "
+                            "bits; adjacent-bit upsets take model flip, stuck0 or stuck1)")  # fmt: skip
         if self.scheduler is not None and self.engine is not Engine.DASK:
             raise FlowError(f"scheduler: got {self.scheduler!r} with engine '{self.engine.value}'; allowed only with "
                             "engine: dask (or remove inject.scheduler)")  # fmt: skip

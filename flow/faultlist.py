@@ -1,4 +1,13 @@
-"""Fault lists over the weight arrays of a compiled hls4ml project: which bits, which fault model, how many."""
+"""Fault lists over the weight arrays of a compiled hls4ml project: which bits, which fault model, how many.
+
+A fault site is one word and a start bit b: the fault sets bits b..b+mbu-1 of that word (inject.mbu adjacent bits,
+b in 0..width-mbu so every upset stays inside its word), one ``BitFault`` per bit. Exhaustive lists every site,
+statistical and count sample sites (the Leveugle population is the number of sites); ber flips independent bits.
+
+Every word belongs to one group (``word_group``): ``protected`` (an original channel that has copies),
+``unprotected`` (any other channel or array), ``copy`` (the copies' weights and biases) or ``correction`` (the
+correction layers' stored data); a fault whose bits fall in several groups (ber) is ``mixed``, a ber trial without
+flips ``none``."""
 
 from __future__ import annotations
 
@@ -33,10 +42,34 @@ def target_arrays(table: list[dict], cfg: InjectConfig) -> list[dict]:
                 f"inject.layers: no layer '{name}' with weights{closest(name, layers)}; layers: {', '.join(layers)}"
             )
     kinds = {t.value for t in cfg.targets}
-    rows = [r for r in table if r["kind"] in kinds and (cfg.layers is None or r["layer"] in cfg.layers)]
+    rows = [r for r in table if _selected(r, kinds) and (cfg.layers is None or r["layer"] in cfg.layers)]
     if not rows:
         raise FlowError(f"inject: no weight array matches targets {sorted(kinds)} in layers {cfg.layers or 'all'}")
     return rows
+
+
+def _selected(row: dict, kinds: set[str]) -> bool:
+    """Whether inject.targets select an array table row (target copy: every array of a copy layer)."""
+    return row["kind"] in kinds or ("copy" in kinds and "copy_of" in row)
+
+
+def check_mbu(rows: list[dict], mbu: int) -> None:
+    """Refuse an inject.mbu wider than the narrowest targeted word, naming that array and its width."""
+    narrowest = min(rows, key=lambda r: r["width"])
+    if mbu > narrowest["width"]:
+        raise FlowError(
+            f"inject.mbu: got {mbu}; allowed: at most {narrowest['width']}, the width of the narrowest targeted "
+            f"word (array {narrowest['name']} of layer {narrowest['layer']}: {narrowest['width']} bits; or narrow "
+            "inject.targets / inject.layers)"
+        )
+
+
+def fault_sites(table: list[dict], cfg: InjectConfig) -> int:
+    """How many fault sites (word, start bit) ``cfg`` selects: targeted bits for single-bit faults and ber."""
+    mbu = 1 if cfg.model is FaultModel.BER else cfg.mbu
+    rows = target_arrays(table, cfg)
+    check_mbu(rows, mbu)
+    return sum(r["length"] * (r["width"] - mbu + 1) for r in rows)
 
 
 MAX_BER_FAULTS = 1_000_000  # trials of one ber campaign (inject.count)
@@ -70,15 +103,18 @@ def check_ber_size(cfg: InjectConfig, population: int) -> None:
 def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fault]:
     """Deterministic fault list for the configured model and sampling."""
     rows = target_arrays(table, cfg)
-    sizes = np.array([r["length"] * r["width"] for r in rows], dtype=np.int64)
+    mbu = 1 if cfg.model is FaultModel.BER else cfg.mbu
+    check_mbu(rows, mbu)
+    starts = [r["width"] - mbu + 1 for r in rows]  # start bits per word
+    sizes = np.array([r["length"] * s for r, s in zip(rows, starts, strict=True)], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     population = int(offsets[-1])
     rng = np.random.default_rng(seed)
 
-    def bit_fault(position: int, kind: FaultKind) -> BitFault:
+    def site(position: int, kind: FaultKind) -> Fault:
         a = int(np.searchsorted(offsets, position, side="right") - 1)
-        index, bit = divmod(int(position - offsets[a]), rows[a]["width"])
-        return BitFault(rows[a]["name"], index, bit, kind)
+        index, bit = divmod(int(position - offsets[a]), starts[a])
+        return tuple(BitFault(rows[a]["name"], index, bit + j, kind) for j in range(mbu))
 
     if cfg.model is FaultModel.BER:
         check_ber_size(cfg, population)
@@ -86,7 +122,7 @@ def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fa
         for _ in range(cfg.count):
             k = int(rng.binomial(population, cfg.ber))
             positions = np.sort(rng.choice(population, size=min(k, population), replace=False))
-            faults.append(tuple(bit_fault(int(p), FaultKind.FLIP) for p in positions))
+            faults.append(tuple(b for p in positions for b in site(int(p), FaultKind.FLIP)))
         return faults
     kind = FaultKind(cfg.model.value)
     if cfg.sampling is FaultSampling.EXHAUSTIVE:
@@ -96,7 +132,7 @@ def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fa
     else:
         n = min(cfg.count, population)
     positions = np.arange(population) if n == population else np.sort(rng.choice(population, size=n, replace=False))
-    return [(bit_fault(int(p), kind),) for p in positions]
+    return [site(int(p), kind) for p in positions]
 
 
 def faults_to_json(faults: list[Fault]) -> list[list[dict]]:
@@ -105,3 +141,37 @@ def faults_to_json(faults: list[Fault]) -> list[list[dict]]:
 
 def faults_from_json(data: list[list[dict]]) -> list[Fault]:
     return [tuple(BitFault(b["array"], b["index"], b["bit"], FaultKind(b["kind"])) for b in fault) for fault in data]
+
+
+GROUPS = ("protected", "unprotected", "copy", "correction")  # word groups; "mixed": a fault over several
+
+
+def word_group(row: dict, index: int) -> str:
+    """The group of word ``index`` of an array table row (flow/fi_bridge.py: ``channels``, ``channel_axis``,
+    ``protected`` and ``copy_of`` say which output channel a word feeds and which channels have copies)."""
+    if row["kind"] == "correction":
+        return "correction"
+    if "copy_of" in row:
+        return "copy"
+    if not row.get("protected"):
+        return "unprotected"
+    return "protected" if word_channel(row, index) in row["protected"] else "unprotected"
+
+
+def word_channel(row: dict, index: int) -> int:
+    """The output channel word ``index`` of a weight or bias row feeds: hls4ml keeps the channel last (flat index
+    i: channel i % C), or first after the Resource strategy's transpose (channel i // (length / C))."""
+    channels = row["channels"]
+    return index // (row["length"] // channels) if row["channel_axis"] == "first" else index % channels
+
+
+def fault_group(fault: Fault, rows: dict[str, dict]) -> str:
+    """The group of a fault's words (``rows``: array table rows by name); ``mixed`` if they span groups, ``none``
+    for a ber trial without flips."""
+    groups = {word_group(rows[b.array], b.index) for b in fault}
+    return groups.pop() if len(groups) == 1 else "mixed" if groups else "none"
+
+
+def groups_known(table: list[dict]) -> bool:
+    """Whether the array table records channel layouts (tables written before it did do not)."""
+    return any("channels" in row for row in table)

@@ -31,6 +31,8 @@ FAST_MARKER = "// ==== fast evaluation"
 LAYERS_MARKER = "// hls-fpga-machine-learning insert layers"  # in hls4ml's top function, before the layers
 KINDS = {"weight": "weight", "bias": "bias"}  # hls4ml weight keys of weight layers; any other key is "batchnorm"
 CORRECTION_CLASS = "Correction"  # ftflow's correction layer (flow/hls_ext.py): every array is correction data
+CORRECTION_SUFFIX = "_correction"  # a hardened layer L's correction layer is L_correction (flow/harden.py)
+COPY_NAME = re.compile(r"(.+)_copy[12]")  # its copy layers L_copy1, L_copy2 (flow/harden.py copy_name)
 
 
 def array_kind(node, key: str) -> str:
@@ -44,9 +46,29 @@ def array_kind(node, key: str) -> str:
     return KINDS.get(key, "batchnorm")
 
 
+def channel_fields(graph, node, key: str) -> dict:
+    """What a row of a Dense/Conv node's weight or bias says about channels: ``channels`` (outputs), and
+    ``channel_axis`` (where the channel is in the flat array: ``last``, or ``first`` once hls4ml's Resource strategy
+    transposed the kernel); on a hardened layer ``protected`` (the channels with copies), on a copy layer
+    ``copy_of`` (the hardened layer). Empty for other arrays."""
+    channels = node.get_attr("n_filt", None) or node.get_attr("n_out", None)
+    if array_kind(node, key) not in KINDS or not channels:
+        return {}
+    first = key == "weight" and node.get_attr("_weights_transposed", False) is True
+    fields = {"channels": int(channels), "channel_axis": "first" if first else "last"}
+    correction = graph.graph.get(f"{node.name}{CORRECTION_SUFFIX}")
+    if correction is not None and correction.class_name == CORRECTION_CLASS:
+        fields["protected"] = [c for c, row in enumerate(correction.get_attr("sources")) if len(row) > 1]
+    original = COPY_NAME.fullmatch(node.name)
+    if original and f"{original.group(1)}{CORRECTION_SUFFIX}" in graph.graph:
+        fields["copy_of"] = original.group(1)
+    return fields
+
+
 def array_table(graph) -> list[dict]:
     """One row per weight array: name, layer, kind (weight/bias/correction/batchnorm), length, width (addressable
-    bits), signed, C++ type; exponent arrays also ``word`` and ``exact_exponents``."""
+    bits), signed, C++ type; exponent arrays also ``word`` and ``exact_exponents``; Dense/Conv weights and biases
+    their ``channel_fields``."""
     from hls4ml.model.types import ExponentType  # hls4ml: ~0.3 s to import
 
     rows = []
@@ -61,6 +83,7 @@ def array_table(graph) -> list[dict]:
                 "width": int(precision.width),
                 "signed": bool(precision.signed),
                 "type": var.type.name,
+                **channel_fields(graph, node, key),
             }
             if isinstance(var.type, ExponentType):
                 row["width"] = int(precision.width) + 1  # the exponent's bits and the sign field

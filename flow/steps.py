@@ -29,7 +29,15 @@ from flow.crosscheck import crosscheck, mappable
 from flow.csim import CSimLibrary, FaultableLibrary, record_library
 from flow.data import Dataset, fit_to_shape, load_dataset
 from flow.errors import FlowError, VerificationError
-from flow.faultlist import build_fault_list, check_ber_size, faults_to_json, targeted_bits
+from flow.faultlist import (
+    build_fault_list,
+    check_ber_size,
+    fault_group,
+    fault_sites,
+    faults_to_json,
+    groups_known,
+    targeted_bits,
+)
 from flow.fi_bridge import TABLE
 from flow.freshness import note_keys, refresh_inputs
 from flow.harden import harden_model, layer_costs, overhead_summary, select_channels
@@ -331,14 +339,20 @@ def check_inject_samples(cfg: RunConfig, n_test: int | None = None) -> None:
 
 
 def _check_campaign_up_front(cfg: RunConfig, out: Path, names: Sequence[str]) -> None:
-    """inject.samples against the test set and, unless this run converts again, a ber campaign's size against the
-    recorded project (step_inject checks both again)."""
+    """inject.samples against the test set and, unless this run converts again, a ber campaign's size and an
+    inject.mbu against the recorded project's words (step_inject checks them again)."""
     check_inject_samples(cfg)
     rel = read_manifest(out).get("project")
-    if cfg.inject.model is FaultModel.BER and "convert" not in names and rel and (out / rel).is_file():
-        table = HlsProject.load(out / rel).directory / TABLE
-        if table.is_file():
-            check_ber_size(cfg.inject, targeted_bits(json.loads(table.read_text()), cfg.inject))
+    ber = cfg.inject.model is FaultModel.BER
+    if not (ber or cfg.inject.mbu > 1) or "convert" in names or not rel or not (out / rel).is_file():
+        return
+    table = HlsProject.load(out / rel).directory / TABLE
+    if table.is_file():
+        rows = json.loads(table.read_text())
+        if ber:
+            check_ber_size(cfg.inject, targeted_bits(rows, cfg.inject))
+        else:
+            fault_sites(rows, cfg.inject)  # refuses an inject.mbu wider than a targeted word
 
 
 def step_inject(state: RunState, cfg: RunConfig) -> RunState:
@@ -371,8 +385,12 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
                               evaluation=icfg.evaluation.value, stop=stop, engine=icfg.engine.value,
                               scheduler=icfg.scheduler)  # fmt: skip
         rows, stopping = counted_rows(db, cid, stop, len(faults))
+        by_name = {row["name"]: row for row in lib.arrays}
+        groups = [fault_group(f, by_name) for f in faults] if groups_known(lib.arrays) else None
         summary = {"campaign": cid, "inputs": short_inputs(inputs), "fault_model": icfg.model.value,
-                   "samples": len(x), **summarize(rows)}  # fmt: skip
+                   "mbu": icfg.mbu, "samples": len(x), **summarize(rows, groups=groups)}  # fmt: skip
+        if groups is None:
+            summary["groups"] = "unknown: the array table predates channel layouts; run the convert step again"
     finally:
         db.close()
     summary["golden_accuracy"] = float(np.mean(golden.argmax(axis=1) == y))

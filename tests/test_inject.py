@@ -187,6 +187,8 @@ def test_killed_campaign_resumes_to_the_same_database(fi_runs, tmp_path):
     total = summary["total"]
     assert total["n_faults"] == 120
     assert sum(total[o]["count"] for o in ("masked", "sdc", "critical")) == 120
+    groups = {name: block["n_faults"] for name, block in summary["groups"].items()}
+    assert summary["mbu"] == 1 and groups == {"protected": 0, "unprotected": 120, "copy": 0, "correction": 0}
     for outcome in ("masked", "sdc", "critical"):
         lo, hi = total[outcome]["ci95"]
         assert lo <= total[outcome]["rate"] <= hi
@@ -264,6 +266,12 @@ def test_compare_runs_the_same_campaign_and_estimate_on_every_variant(compare_ru
     assert all(int(r["faults"]) == 80 for r in rows.values())
     assert all(r["verified"] == "yes" for r in rows.values())  # every variant verified before its campaign
     assert float(rows["full_tmr"]["critical_rate"]) == 0.0  # every weight/bias fault is outvoted
+    groups = ("protected", "unprotected", "copy", "correction")  # faults per group sum to the campaign's
+    assert all(sum(int(r[f"faults_{g}"]) for g in groups) == 80 for r in rows.values())
+    assert [rows["baseline"][f"faults_{g}"] for g in groups] == ["0", "80", "0", "0"]
+    tmr = rows["full_tmr"]
+    assert int(tmr["faults_protected"]) > 0 and int(tmr["faults_copy"]) > 0 and tmr["faults_correction"] == "0"
+    assert float(tmr["critical_rate_protected"]) == 0.0 and tmr["critical_rate_correction"] == ""
     for row in rows.values():  # analytic method: its LUTs are the analytic ones, the yosys-calibrated beside them
         assert row["estimate_method"] == "analytic" and row["LUT_analytic"] == row["LUT"]
         assert int(row["LUT_yosys_calibrated"]) > 0 and row["LUT_yosys_over_analytic"] == ""
