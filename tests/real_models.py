@@ -173,6 +173,18 @@ def folded_bn_cnn() -> tf.keras.Model:
     return tf.keras.Model(inp, out, name="folded_bn_cnn")
 
 
+def small_mlp(units: int = 8, seed: int = 0, side: int = 8) -> tf.keras.Model:
+    """image side x side x 1 -> flatten -> QDense(units) -> quantized_relu(6,2) -> QDense(10) logits (the RTL and
+    correction-fault tests' model; its input side is a parameter, unlike REAL_MODELS')."""
+    tf.keras.utils.set_random_seed(seed)
+    q = quantized_bits(6, 0, alpha=1)
+    x = tf.keras.Input((side, side, 1), name="image")
+    h = tf.keras.layers.Flatten(name="flatten")(x)
+    h = QDense(units, kernel_quantizer=q, bias_quantizer=q, name="fc1")(h)
+    h = QActivation(quantized_relu(6, 2), name="relu1")(h)
+    return tf.keras.Model(x, QDense(10, kernel_quantizer=q, bias_quantizer=q, name="logits")(h))
+
+
 REAL_MODELS: dict[str, Callable[[], tf.keras.Model]] = {
     "hls4ml_cnn": hls4ml_cnn,
     "float_relu_cnn": float_relu_cnn,

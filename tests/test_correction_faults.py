@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from real_models import small_mlp
 
 from flow.config import HardenConfig, HardenMode, HlsConfig, IOType, OptLevel
 from flow.csim import FastEvaluator, FaultableLibrary
@@ -21,24 +22,10 @@ VARIANTS = {  # name -> (harden mode, clip, io_type)
 }
 
 
-def mlp(units: int = 8, seed: int = 0, side: int = 8):
-    """image side x side x 1 -> flatten -> QDense(units) -> quantized_relu(6,2) -> QDense(10) logits."""
-    import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-
-    tf.keras.utils.set_random_seed(seed)
-    q = quantized_bits(6, 0, alpha=1)
-    x = tf.keras.Input((side, side, 1), name="image")
-    h = tf.keras.layers.Flatten(name="flatten")(x)
-    h = QDense(units, kernel_quantizer=q, bias_quantizer=q, name="fc1")(h)
-    h = QActivation(quantized_relu(6, 2), name="relu1")(h)
-    return tf.keras.Model(x, QDense(10, kernel_quantizer=q, bias_quantizer=q, name="logits")(h))
-
-
 def hardened_mlp(mode: HardenMode, clip: bool, x: np.ndarray):
     from flow.harden import harden_model
 
-    return harden_model(mlp(), CHANNELS, HardenConfig(mode=mode, clip=clip), x)
+    return harden_model(small_mlp(), CHANNELS, HardenConfig(mode=mode, clip=clip), x)
 
 
 def samples(n: int = 60) -> np.ndarray:

@@ -8,7 +8,6 @@ import json
 import logging
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import alive, descendants, stored_rows
 
 from flow.campaign import CampaignDB, MarginStop, counted_rows, half_width, run_campaign
 from flow.config import FaultSampling, InjectConfig, config_from_dict
@@ -95,41 +95,6 @@ def test_dask_rows_equal_the_local_engine_and_each_worker_loads_once(converted, 
     assert {info["mode"] for info in after.values()} == {evaluation}  # fast evaluation ran on the workers
 
 
-def _rows(out: Path) -> list[tuple]:
-    path = out / "inject" / "campaign.sqlite"
-    if not path.is_file():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT * FROM results ORDER BY fault_id").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``."""
-    parent = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parent.items() if pp in frontier} - found
-        found |= frontier
-    return sorted(found)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_sigkilled_client_reruns_to_the_uninterrupted_database(converted, tmp_path):
     from flow.steps import run
 
@@ -144,22 +109,22 @@ def test_sigkilled_client_reruns_to_the_uninterrupted_database(converted, tmp_pa
     command = [sys.executable, "-m", "flow.cli", "inject", str(cfg), "--out", str(killed)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, workers = time.time() + 120, []
-    while time.time() < deadline and len(_rows(killed)) < 40 and proc.poll() is None:
-        workers = _descendants(proc.pid) or workers
+    while time.time() < deadline and len(stored_rows(killed)) < 40 and proc.poll() is None:
+        workers = descendants(proc.pid) or workers
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    partial = _rows(killed)
+    partial = stored_rows(killed)
     assert 40 <= len(partial) < 800, len(partial)
     gone = time.time() + 20  # the LocalCluster's worker processes exit once their parent is gone
-    while time.time() < gone and any(_alive(pid) for pid in workers):
+    while time.time() < gone and any(alive(pid) for pid in workers):
         time.sleep(0.1)
-    assert workers and not any(_alive(pid) for pid in workers)
+    assert workers and not any(alive(pid) for pid in workers)
     rerun = subprocess.run(command, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     plain["inject"].update({"engine": "local", "workers": 1})  # the uninterrupted reference: this process, serial
     run(config_from_dict(plain, "clean"), clean, ["inject"])
-    resumed, uninterrupted = _rows(killed), _rows(clean)
+    resumed, uninterrupted = stored_rows(killed), stored_rows(clean)
     assert len(resumed) == 800 and resumed == uninterrupted and set(partial) < set(resumed)
     summary = json.loads((killed / "inject" / "summary.json").read_text())
     assert summary["engine"]["name"] == "dask" and summary["total"]["n_faults"] == 800

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from real_models import small_mlp
 
 from flow.config import HardenConfig, HardenMode, HlsConfig, OptLevel, config_from_dict
 from flow.errors import FlowError
@@ -13,20 +14,6 @@ from flow.hls import build_graph
 
 PYNQ = load_board("pynq-z2")
 pytestmark = pytest.mark.slow
-
-
-def _mlp(units=8, seed=0, side=8):
-    """image side x side x 1 -> flatten -> QDense(units) -> quantized_relu(6,2) -> QDense(10) logits."""
-    import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-
-    tf.keras.utils.set_random_seed(seed)
-    q = quantized_bits(6, 0, alpha=1)
-    x = tf.keras.Input((side, side, 1), name="image")
-    h = tf.keras.layers.Flatten(name="flatten")(x)
-    h = QDense(units, kernel_quantizer=q, bias_quantizer=q, name="fc1")(h)
-    h = QActivation(quantized_relu(6, 2), name="relu1")(h)
-    return tf.keras.Model(x, QDense(10, kernel_quantizer=q, bias_quantizer=q, name="logits")(h))
 
 
 def _rtl(model, directory: Path, keep_copies=True):
@@ -129,7 +116,7 @@ def test_redundant_copies_survive_synthesis_only_with_keep_hierarchy(tmp_path):
     from flow.harden import harden_model
     from flow.hardware.yosys import synthesize, synthesize_flat
 
-    model = _mlp(side=4)  # 16-8-10: small enough for three flat syntheses
+    model = small_mlp(side=4)  # 16-8-10: small enough for three flat syntheses
     full = {"fc1": list(range(8)), "logits": list(range(10))}
     dmr = harden_model(model, full, HardenConfig(mode=HardenMode.FULL_DMR))
     design = _rtl(model, tmp_path / "b")
@@ -183,7 +170,7 @@ def test_rtl_step_and_yosys_estimate_on_a_trained_model(tmp_path, tiny_cfg_dict)
     from flow.modelio import save_model
     from flow.steps import run
 
-    path = save_model(_mlp(), tmp_path / "mlp.h5")
+    path = save_model(small_mlp(), tmp_path / "mlp.h5")
     tiny_cfg_dict["model"] = {"path": str(path)}
     tiny_cfg_dict["hls"] = {"csim_opt": "O1"}
     tiny_cfg_dict["rtl"] = {"samples": 40}
@@ -229,7 +216,7 @@ def test_vote_with_clip_rtl_is_bit_exact_with_csim(tmp_path):
     from flow.hardware.rtl import simulate
     from flow.hls import convert
 
-    model = _mlp()
+    model = small_mlp()
     x = np.random.default_rng(1).integers(0, 257, size=(200, 8, 8, 1)) / 256
     cfg = HardenConfig(mode=HardenMode.SELECTIVE_TMR, clip=True)
     tmr = harden_model(model, {"fc1": [0, 3, 5], "logits": [2, 7]}, cfg, x[:100])
@@ -248,7 +235,7 @@ def test_a_source_word_past_the_channels_reads_zero_in_rtl_as_in_csim(tmp_path):
     from flow.hardware.rtl import simulate, write_rtl
     from flow.hls import convert
 
-    model = _mlp()
+    model = small_mlp()
     x = np.random.default_rng(2).integers(0, 257, size=(100, 8, 8, 1)) / 256
     hardened = harden_model(model, {"fc1": [0, 3, 5], "logits": [2, 7]}, HardenConfig(), x)
     project, _ = convert(hardened, HlsConfig(csim_opt=OptLevel.O1), PYNQ, 8, tmp_path / "hls")

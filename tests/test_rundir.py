@@ -10,7 +10,6 @@ import logging
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import alive, descendants, stored_rows
 
 from flow.cli import main
 from flow.errors import FlowError
@@ -196,43 +196,16 @@ def test_truncated_or_changed_library_is_refused_not_a_crash(converted, tmp_path
         CSimLibrary(dataclasses.replace(project))
 
 
-def _child_pids(pid: int) -> list[int]:
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                children.append(int(stat.parent.name))
-    return children
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _rows(out: Path) -> list[tuple]:
-    path = out / "inject" / "campaign.sqlite"
-    if not path.is_file():
-        return []
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT fault_id, outcome, n_critical, n_differ, accuracy FROM results").fetchall()
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        conn.close()
+COLUMNS = "fault_id, outcome, n_critical, n_differ, accuracy"  # a row, as the campaign stored it
 
 
 def _terminate_after(command: list[str], out: Path, rows: int) -> tuple[int, str, list[int]]:
     """Start ``command``, send SIGTERM once the campaign holds ``rows`` rows: (exit status, stderr, its workers)."""
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and len(_rows(out)) < rows and proc.poll() is None:
+    while time.time() < deadline and len(stored_rows(out, COLUMNS)) < rows and proc.poll() is None:
         time.sleep(0.05)
-    workers = _child_pids(proc.pid)
+    workers = descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     return proc.returncode, err, workers
@@ -251,14 +224,14 @@ def test_sigterm_stops_a_campaign_like_ctrl_c_and_it_resumes(converted, tmp_path
     assert status == 143, err
     assert err.strip().splitlines() == ["error: terminated (SIGTERM); rerun the same command to resume"]
     gone = time.time() + 10  # the pool's workers and multiprocessing's resource tracker end right after it
-    while time.time() < gone and any(_alive(pid) for pid in workers):
+    while time.time() < gone and any(alive(pid) for pid in workers):
         time.sleep(0.1)
-    assert workers and not any(_alive(pid) for pid in workers)  # the pool was stopped, no orphan
-    kept = set(_rows(out))
+    assert workers and not any(alive(pid) for pid in workers)  # the pool was stopped, no orphan
+    kept = set(stored_rows(out, COLUMNS))
     assert len(kept) >= 10
     status, err, _ = _terminate_after(command, out, len(kept) + 10)  # the rerun goes on from where it stopped
     assert status == 143, err
-    resumed = _rows(out)
+    resumed = stored_rows(out, COLUMNS)
     assert len(resumed) == len(set(resumed)) and len({r[0] for r in resumed}) == len(resumed)  # no fault twice
     assert kept < set(resumed)
 
