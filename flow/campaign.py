@@ -346,10 +346,11 @@ class PrefixRule:
                 "checked_every": self.stop.every, "reason": why}  # fmt: skip
 
 
-def stop_rule(db: CampaignDB, cid: str, stop: MarginStop, n_faults: int) -> PrefixRule:
-    """The ``PrefixRule`` over the rows stored for campaign ``cid``."""
+def stop_rule(db: CampaignDB, cid: str, stop: MarginStop, n_faults: int, rows: list[dict] | None = None
+              ) -> PrefixRule:  # fmt: skip
+    """The ``PrefixRule`` over the rows stored for campaign ``cid`` (``rows``: those rows, already read)."""
     rule = PrefixRule(stop, n_faults)
-    rule.add([(r["fault_id"], r["outcome"] == "critical") for r in db.rows(cid)])
+    rule.add([(r["fault_id"], r["outcome"] == "critical") for r in (db.rows(cid) if rows is None else rows)])
     return rule
 
 
@@ -359,7 +360,7 @@ def counted_rows(db: CampaignDB, cid: str, stop: MarginStop | None, n_faults: in
     rows = db.rows(cid)
     if stop is None:
         return rows, None
-    rule = stop_rule(db, cid, stop, n_faults)
+    rule = stop_rule(db, cid, stop, n_faults, rows)
     counted = rule.counted()
     return [r for r in rows if r["fault_id"] in counted], rule.report()
 

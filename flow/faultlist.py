@@ -64,12 +64,18 @@ def check_mbu(rows: list[dict], mbu: int) -> None:
         )
 
 
-def fault_sites(table: list[dict], cfg: InjectConfig) -> int:
-    """How many fault sites (word, start bit) ``cfg`` selects: targeted bits for single-bit faults and ber."""
+def _site_arrays(table: list[dict], cfg: InjectConfig) -> tuple[list[dict], int, list[int]]:
+    """The targeted rows, the upset width (inject.mbu; 1 for ber) and each row's start bits per word."""
     mbu = 1 if cfg.model is FaultModel.BER else cfg.mbu
     rows = target_arrays(table, cfg)
     check_mbu(rows, mbu)
-    return sum(r["length"] * (r["width"] - mbu + 1) for r in rows)
+    return rows, mbu, [r["width"] - mbu + 1 for r in rows]
+
+
+def fault_sites(table: list[dict], cfg: InjectConfig) -> int:
+    """How many fault sites (word, start bit) ``cfg`` selects: targeted bits for single-bit faults and ber."""
+    rows, _, starts = _site_arrays(table, cfg)
+    return sum(r["length"] * s for r, s in zip(rows, starts, strict=True))
 
 
 MAX_BER_FAULTS = 1_000_000  # trials of one ber campaign (inject.count)
@@ -102,10 +108,7 @@ def check_ber_size(cfg: InjectConfig, population: int) -> None:
 
 def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fault]:
     """Deterministic fault list for the configured model and sampling."""
-    rows = target_arrays(table, cfg)
-    mbu = 1 if cfg.model is FaultModel.BER else cfg.mbu
-    check_mbu(rows, mbu)
-    starts = [r["width"] - mbu + 1 for r in rows]  # start bits per word
+    rows, mbu, starts = _site_arrays(table, cfg)
     sizes = np.array([r["length"] * s for r, s in zip(rows, starts, strict=True)], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     population = int(offsets[-1])

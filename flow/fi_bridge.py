@@ -21,6 +21,7 @@ from pathlib import Path
 from string import Template
 
 from flow.fixedpoint import po2_exact_exponents
+from flow.harden import copy_of, correction_name
 from flow.package_data import template
 from flow.rundir import write_json
 
@@ -31,8 +32,6 @@ FAST_MARKER = "// ==== fast evaluation"
 LAYERS_MARKER = "// hls-fpga-machine-learning insert layers"  # in hls4ml's top function, before the layers
 KINDS = {"weight": "weight", "bias": "bias"}  # hls4ml weight keys of weight layers; any other key is "batchnorm"
 CORRECTION_CLASS = "Correction"  # ftflow's correction layer (flow/hls_ext.py): every array is correction data
-CORRECTION_SUFFIX = "_correction"  # a hardened layer L's correction layer is L_correction (flow/harden.py)
-COPY_NAME = re.compile(r"(.+)_copy[12]")  # its copy layers L_copy1, L_copy2 (flow/harden.py copy_name)
 
 
 def array_kind(node, key: str) -> str:
@@ -56,12 +55,12 @@ def channel_fields(graph, node, key: str) -> dict:
         return {}
     first = key == "weight" and node.get_attr("_weights_transposed", False) is True
     fields = {"channels": int(channels), "channel_axis": "first" if first else "last"}
-    correction = graph.graph.get(f"{node.name}{CORRECTION_SUFFIX}")
+    correction = graph.graph.get(correction_name(node.name))
     if correction is not None and correction.class_name == CORRECTION_CLASS:
         fields["protected"] = [c for c, row in enumerate(correction.get_attr("sources")) if len(row) > 1]
-    original = COPY_NAME.fullmatch(node.name)
-    if original and f"{original.group(1)}{CORRECTION_SUFFIX}" in graph.graph:
-        fields["copy_of"] = original.group(1)
+    original = copy_of(node.name)
+    if original and correction_name(original) in graph.graph:
+        fields["copy_of"] = original
     return fields
 
 

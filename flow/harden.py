@@ -11,6 +11,7 @@ exactly the baseline's outputs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,6 +177,17 @@ def copy_name(layer: str, n: int) -> str:
     return f"{layer}_copy{n}"
 
 
+def copy_of(name: str) -> str | None:
+    """The hardened layer whose copy layer ``name`` is (``copy_name``), None for any other name."""
+    match = re.fullmatch(r"(.+)_copy[12]", name)
+    return match.group(1) if match else None
+
+
+def correction_name(layer: str) -> str:
+    """Name of a hardened layer's correction layer."""
+    return f"{layer}_correction"
+
+
 def _hardened_layer(layer, inputs, chosen: list[int], copies: int, policy: Policy, clip: bool, bounds):
     from flow.correction import Correction  # flow.correction imports TensorFlow at its top
 
@@ -195,7 +207,7 @@ def _hardened_layer(layer, inputs, chosen: list[int], copies: int, policy: Polic
         for j, c in enumerate(chosen):
             sources[c].append(channels + n * len(chosen) + j)  # index into (original, copy1, copy2) stacked
     lo, hi = (None, None) if bounds is None else ([float(v) for v in bounds[0]], [float(v) for v in bounds[1]])
-    return Correction(sources, policy.value, lo, hi, clip, name=f"{layer.name}_correction")(outputs)
+    return Correction(sources, policy.value, lo, hi, clip, name=correction_name(layer.name))(outputs)
 
 
 def rebuild(model, replace: dict):
