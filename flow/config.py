@@ -235,11 +235,16 @@ class Selection(enum.StrEnum):
     RATIO = "ratio"  # top max(1, int(C * ratio)) channels of each layer by vulnerability
     BUDGET = "budget"  # greedy by vulnerability per cost until the extra MACs/params reach budget %
     LIST = "list"  # exactly the channels given in `channels`
+    # the protection planner (flow/plan.py): per layer a policy of plan_policies and its most vulnerable channels,
+    # the most predicted critical-failure reduction within `budget` (or target_reduction_pct at the least cost),
+    # from fault campaigns on the baseline and on every channel protected by each policy (harden/plan.json)
+    PLAN = "plan"
 
 
 class CostMetric(enum.StrEnum):
     MACS = "macs"
     PARAMS = "params"
+    LUT_DSP = "lut_dsp"  # LUT + DSP of the analytic estimate (selection plan only)
 
 
 @dataclass(frozen=True)
@@ -254,6 +259,11 @@ class HardenConfig:
     layers: tuple[str, ...] | None = None  # layers to harden; null = every QConv2D and QDense
     clip: bool = False  # Ranger-style clamp of every corrected channel to its profiled [lo, hi]
     profile_samples: int = field(default=2000, metadata=rng(1))  # training images profiled for [lo, hi]
+    plan_policies: tuple[Policy, ...] = (Policy.MIN, Policy.RANGE, Policy.VOTE)  # selection plan: the options
+    plan_faults: int = field(default=1000, metadata=rng(1))  # selection plan: faults per measurement campaign
+    # selection plan: reach this reduction (%) of the predicted critical failure rate at the least cost instead
+    # of spending `budget`; null = spend the budget
+    target_reduction_pct: float | None = field(default=None, metadata=rng(0, 100, min_exclusive=True))
 
     @property
     def tmr(self) -> bool:
@@ -265,6 +275,12 @@ class HardenConfig:
         return self.policy or (Policy.VOTE if self.tmr else Policy.MIN)
 
     def __post_init__(self) -> None:
+        if self.selection is Selection.PLAN:
+            self._check_plan()
+            return
+        if self.budget_metric is CostMetric.LUT_DSP and self.selection is Selection.BUDGET:
+            raise FlowError("budget_metric: got 'lut_dsp' with selection 'budget'; allowed with budget: macs, params "
+                            "(lut_dsp needs the estimates of selection 'plan')")  # fmt: skip
         allowed = (Policy.VOTE,) if self.tmr else (Policy.MIN, Policy.RANGE)
         if self.resolved_policy not in allowed:
             hint = "" if self.tmr else " (vote needs a TMR mode: selective_tmr or full_tmr)"
@@ -272,6 +288,17 @@ class HardenConfig:
                 f"policy: got '{self.resolved_policy.value}' with mode '{self.mode.value}'; allowed with this mode: "
                 f"{', '.join(p.value for p in allowed)}{hint}"
             )
+
+    def _check_plan(self) -> None:
+        if self.mode is not HardenMode.SELECTIVE:
+            raise FlowError(f"mode: got '{self.mode.value}' with selection 'plan'; allowed: selective (the planner "
+                            "picks the copies of each layer from harden.plan_policies)")  # fmt: skip
+        if self.policy is not None:
+            raise FlowError(f"policy: got '{self.policy.value}' with selection 'plan'; allowed: null (the planner "
+                            "picks each layer's policy from harden.plan_policies)")  # fmt: skip
+        if not self.plan_policies or len(set(self.plan_policies)) != len(self.plan_policies):
+            raise FlowError(f"plan_policies: got {[p.value for p in self.plan_policies]}; allowed: distinct "
+                            "policies of min, range, vote (at least one)")  # fmt: skip
 
 
 class FaultModel(enum.StrEnum):

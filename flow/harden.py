@@ -60,7 +60,7 @@ def layer_costs(model) -> dict[str, LayerCost]:
 def select_channels(model, ranking: Ranking | None, cfg: HardenConfig) -> dict[str, list[int]]:
     """Channels to protect per layer (ascending), by ratio, budget, explicit list, or all (full modes)."""
     costs = layer_costs(model)
-    layers = _target_layers(costs, cfg)
+    layers = target_layers(costs, cfg)
     if cfg.mode in (HardenMode.FULL_DMR, HardenMode.FULL_TMR):
         return {name: list(range(costs[name].channels)) for name in layers}
     if cfg.selection is Selection.LIST:
@@ -79,7 +79,8 @@ def select_channels(model, ranking: Ranking | None, cfg: HardenConfig) -> dict[s
     return _by_budget(costs, layers, ranking, cfg)
 
 
-def _target_layers(costs: dict[str, LayerCost], cfg: HardenConfig) -> list[str]:
+def target_layers(costs: dict[str, LayerCost], cfg: HardenConfig) -> list[str]:
+    """The weight layers harden.layers names (all when null), in model order; an unknown name is refused."""
     if cfg.layers is None:
         return list(costs)
     for name in cfg.layers:
@@ -149,15 +150,17 @@ def profile_bounds(model, layers: list[str], x: np.ndarray) -> dict[str, tuple[n
     return bounds
 
 
-def harden_model(model, selection: dict[str, list[int]], cfg: HardenConfig, profile_x: np.ndarray | None = None):
-    """The hardened copy of ``model`` (the original is left untouched)."""
-    policy = cfg.resolved_policy
-    copies = 2 if cfg.tmr else 1
+def harden_model(model, selection: dict[str, list[int]], cfg: HardenConfig, profile_x: np.ndarray | None = None,
+                 policies: dict[str, Policy] | None = None):  # fmt: skip
+    """The hardened copy of ``model`` (the original is left untouched); ``policies`` gives a layer its own policy
+    (selection plan: one copy for min and range, two for vote), else every layer takes harden.policy."""
+    policies = {name: (policies or {}).get(name, cfg.resolved_policy) for name in selection}
+    profiled = [name for name in selection if policies[name] is Policy.RANGE or cfg.clip]
     bounds = {}
-    if policy is Policy.RANGE or cfg.clip:
+    if profiled:
         if profile_x is None:
             raise FlowError("harden: policy 'range' and clip need training images to profile channel ranges")
-        bounds = profile_bounds(model, list(selection), profile_x)
+        bounds = profile_bounds(model, profiled, profile_x)
     for name in selection:
         activation = model.get_layer(name).get_config().get("activation")
         if activation not in (None, "linear"):
@@ -167,6 +170,8 @@ def harden_model(model, selection: dict[str, list[int]], cfg: HardenConfig, prof
             )
 
     def expand(layer, inputs):
+        policy = policies[layer.name]
+        copies = 2 if policy is Policy.VOTE else 1
         return _hardened_layer(layer, inputs, selection[layer.name], copies, policy, cfg.clip, bounds.get(layer.name))
 
     return rebuild(model, {name: expand for name in selection if selection[name]})
@@ -242,8 +247,10 @@ def rebuild(model, replace: dict):
     )
 
 
-def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: HardenConfig) -> dict:
-    """Parameters, MACs and extra channels per layer and in total, baseline vs hardened."""
+def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: HardenConfig,
+                     policies: dict[str, Policy] | None = None) -> dict:  # fmt: skip
+    """Parameters, MACs and extra channels per layer and in total, baseline vs hardened; ``policies``: each
+    layer's own (selection plan)."""
     base, hard = layer_costs(baseline), layer_costs(hardened)
     rows = {}
     for name, b in base.items():
@@ -253,6 +260,7 @@ def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: H
             "extra_channels": extra,
             "copy_layers": [copy_name(name, n) for n in (1, 2) if copy_name(name, n) in hard],
             "protected": selection.get(name, []),
+            "policy": (policies or {}).get(name, cfg.resolved_policy).value if selection.get(name) else None,
             "params": b.params,
             "params_hardened": b.params + b.params_per_channel * extra,
             "macs": b.macs,
@@ -266,7 +274,7 @@ def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: H
     total["macs_overhead_pct"] = round(100.0 * (total["macs_hardened"] / total["macs"] - 1.0), 3)
     return {
         "mode": cfg.mode.value,
-        "policy": cfg.resolved_policy.value,
+        "policy": "per layer" if policies is not None else cfg.resolved_policy.value,
         "selection": cfg.selection.value if cfg.mode not in (HardenMode.FULL_DMR, HardenMode.FULL_TMR) else "all",
         "clip": cfg.clip,
         "layers": rows,

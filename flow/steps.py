@@ -24,7 +24,7 @@ from flow.campaign import (
     short_inputs,
     summarize,
 )
-from flow.config import FaultModel, PruneCriterion, RankMethod, RunConfig, config_to_dict
+from flow.config import FaultModel, PruneCriterion, RankMethod, RunConfig, Selection, config_to_dict
 from flow.crosscheck import crosscheck, mappable
 from flow.csim import CSimLibrary, FaultableLibrary, record_library
 from flow.data import Dataset, fit_to_shape, load_dataset
@@ -249,10 +249,17 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     state = need_data(state, cfg, "harden")
     out = state.step_dir("harden")
     ranking = _recorded_ranking(state)
-    selection = select_channels(state.model, ranking, cfg.harden)
-    hardened = harden_model(state.model, selection, cfg.harden, state.data.x_train[: cfg.harden.profile_samples])
+    policies = None
+    if cfg.harden.selection is Selection.PLAN:
+        from flow.plan_measure import plan_harden  # it runs measurement runs with this module's run()
+
+        selection, policies = plan_harden(cfg, state, ranking, out / "plan.json")
+    else:
+        selection = select_channels(state.model, ranking, cfg.harden)
+    profile_x = state.data.x_train[: cfg.harden.profile_samples]
+    hardened = harden_model(state.model, selection, cfg.harden, profile_x, policies)
     baseline_logits, hardened_logits = logits(state.model, state.data.x_test), logits(hardened, state.data.x_test)
-    summary = overhead_summary(state.model, hardened, selection, cfg.harden)
+    summary = overhead_summary(state.model, hardened, selection, cfg.harden, policies)
     summary["no_fault_bit_exact"] = bool(np.array_equal(baseline_logits, hardened_logits))
     summary["ranking"] = ranking.method if ranking is not None else None
     write_json(out / "summary.json", summary)
