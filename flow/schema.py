@@ -182,7 +182,7 @@ def _check_range(value: Any, where: str, meta: Any) -> None:
 
 
 def to_plain(obj: Any) -> Any:
-    """Turn a dataclass tree back into YAML/JSON-ready plain data (``absent()`` fields left out when None)."""
+    """Turn a dataclass tree back into YAML/JSON-ready plain data (``ABSENT`` fields left out when None)."""
     if dataclasses.is_dataclass(obj):
         return {
             f.name: to_plain(getattr(obj, f.name))
@@ -211,6 +211,4 @@ def rng(lo: float | None = None, hi: float | None = None, **kw: bool) -> Any:
     return {"min": lo, "max": hi, **kw}
 
 
-def absent(**meta: Any) -> Any:
-    """A field that may be left out of the data: None then, and left out again by ``to_plain``."""
-    return dataclasses.field(default=None, metadata={"absent": True, **meta})
+ABSENT = {"absent": True}  # field metadata: may be left out of the data (None then), left out again by to_plain

@@ -157,7 +157,7 @@ def test_schema_fixed_tuples_unions_any_required_and_absent_keys():
     from dataclasses import dataclass, field
     from typing import Any
 
-    from flow.schema import absent, build, to_plain
+    from flow.schema import ABSENT, build, to_plain
 
     @dataclass(frozen=True)
     class Record:
@@ -165,7 +165,7 @@ def test_schema_fixed_tuples_unions_any_required_and_absent_keys():
         either: dict[str, int] | str = "none"
         plain: Any = None
         open_pair: tuple[float, float] | None = field(default=None, metadata={"infinite": True})
-        note: str | None = absent()
+        note: str | None = field(default=None, metadata=ABSENT)
 
     record = build(Record, {"pair": [0, 0.5], "either": {"a": 1}, "plain": {"x": [1, "y"]}}, "f.json")
     assert record == Record((0.0, 0.5), {"a": 1}, {"x": [1, "y"]})
