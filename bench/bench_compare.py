@@ -26,25 +26,25 @@ SHOWN = ("variant", "fault_free_accuracy", "critical_rate", "critical_ci95", "fa
 REDUCTION_GOAL, COST_GOAL = 0.90, 0.25
 
 
-def _cost(row: dict) -> float:
-    return float(row["LUT"]) + float(row["DSP"])
+def _cost(row) -> float:
+    return row.LUT + row.DSP
 
 
-def goal_check(rows: list[dict]) -> list[tuple[str, float, float, bool]]:
-    """Per selective/pruned+hardened row: (variant, share of TMR's critical reduction, share of TMR's LUT+DSP
-    overhead, goal met), the reduction on the rows' basis (flow.compare.basis_of)."""
-    from flow.compare import basis_of, rate
+def goal_check(rows: list) -> list[tuple[str, float, float, bool]]:
+    """Per selective/pruned+hardened row (flow.compare_table.ComparisonRow): (variant, share of TMR's critical
+    reduction, share of TMR's LUT+DSP overhead, goal met), the reduction on the rows' basis (basis_of)."""
+    from flow.compare_table import basis_of, rate
 
     basis = basis_of(rows)
-    base, tmr = rows[0], next(r for r in rows if r["variant"] == "full_tmr")
+    base, tmr = rows[0], next(r for r in rows if r.variant == "full_tmr")
     gain = rate(base, basis) - rate(tmr, basis)
     spend = _cost(tmr) - _cost(base)
     result = []
     for row in rows:
-        if row["kind"].startswith("selective") or row["kind"] == "pruned_hardened":
+        if row.kind.startswith("selective") or row.kind == "pruned_hardened":
             reduction = (rate(base, basis) - rate(row, basis)) / gain
             cost = (_cost(row) - _cost(base)) / spend
-            result.append((row["variant"], reduction, cost, reduction >= REDUCTION_GOAL and cost <= COST_GOAL))
+            result.append((row.variant, reduction, cost, reduction >= REDUCTION_GOAL and cost <= COST_GOAL))
     return result
 
 
@@ -61,6 +61,7 @@ def main() -> int:
     import yaml
 
     from flow.compare import compare
+    from flow.compare_table import cells
     from flow.config import config_from_dict
 
     plain = yaml.safe_load(Path(args.config).read_text())
@@ -80,7 +81,7 @@ def main() -> int:
     )
     print("  ".join(f"{c:>18}" for c in SHOWN))
     for row in rows:
-        print("  ".join(f"{row[c]!s:>18}" for c in SHOWN))
+        print("  ".join(f"{cells(row)[c]:>18}" for c in SHOWN))
     print(f"\ngoal: >= {REDUCTION_GOAL:.0%} of full TMR's critical-SDC reduction at <= {COST_GOAL:.0%} of its LUT+DSP "
           f"overhead (basis {cfg.compare.basis.value})")  # fmt: skip
     checks = goal_check(rows)

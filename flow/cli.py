@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from flow.compare_table import COLUMNS, ComparisonRow, cell
 from flow.config import RunConfig, config_from_dict, config_to_dict, load_config
 from flow.config_reference import reference
 from flow.errors import FlowError, VerificationError
@@ -217,7 +218,7 @@ def _cmd_inject(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     # numpy + the pipeline modules: ~0.2 s, not for --help
-    from flow.compare import COLUMNS, compare, unverified
+    from flow.compare import compare, unverified
 
     cfg = load_config(args.config)
     out = _out_dir(args, cfg.out)
@@ -236,21 +237,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_table(rows: list[dict]) -> list[str]:
+def _compare_table(rows: list[ComparisonRow]) -> list[str]:
     """The comparison in short, columns aligned: verdict, accuracy, critical-SDC rate per fault with its 95 %
     interval and its reduction, the critical failure rate per bit relative to the baseline (compare.basis), LUT and
     DSP with their overheads vs the baseline (n/a: the baseline has none), latency."""
 
-    def pct(value: object) -> str:
-        return f"{value:+.1f} %" if isinstance(value, int | float) else "n/a"
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:+.1f} %"
 
-    def cells(row: dict) -> tuple[str, ...]:
-        critical = f"{row['critical_rate']:.3f} {row['critical_ci95']}"
-        per_bit = row.get("per_bit_relative_rate")
-        return (row["variant"], row["verified"], f"{row['fault_free_accuracy']:.4f}", critical,
-                pct(row["critical_reduction_pct"]), f"{per_bit:.3f}" if isinstance(per_bit, float) else "n/a",
-                str(row["LUT"]), pct(row["LUT_overhead_pct"]), str(row["DSP"]), pct(row["DSP_overhead_pct"]),
-                f"{row['latency_cycles']} cycles")  # fmt: skip
+    def cells(row: ComparisonRow) -> tuple[str, ...]:
+        critical = f"{row.critical_rate:.3f} {cell(row, 'critical_ci95')}"
+        per_bit = row.per_bit_relative_rate
+        return (row.variant, row.verified, f"{row.fault_free_accuracy:.4f}", critical, pct(row.critical_reduction_pct),
+                "n/a" if per_bit is None else f"{per_bit:.3f}", str(row.LUT), pct(row.LUT_overhead_pct), str(row.DSP),
+                pct(row.DSP_overhead_pct), f"{row.latency_cycles} cycles")  # fmt: skip
 
     head = ("variant", "verified", "accuracy", "critical-SDC [95 % CI]", "reduction/fault", "rate/bit", "LUT",
             "LUT ovh", "DSP", "DSP ovh", "latency")  # fmt: skip

@@ -7,15 +7,14 @@ compare.basis picks the one the plots and the goal check use."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from flow.compare_table import ComparisonRow, write_tables
 from flow.config import (
-    Basis,
     CompareConfig,
     FaultModel,
     HardenMode,
@@ -27,7 +26,6 @@ from flow.config import (
     Variant,
     config_to_dict,
 )
-from flow.errors import FlowError
 from flow.faultlist import GROUPS
 from flow.faultlist import fault_sites as sites
 from flow.fi_bridge import read_table
@@ -36,7 +34,8 @@ from flow.harden import layer_costs, total_cost
 from flow.hardware.estimate import RESOURCE_KEYS
 from flow.hls import HlsProject
 from flow.modelio import load_model
-from flow.rundir import atomic_path, write_text_atomic
+from flow.records import Outcomes, Resources, load_inject_summary, load_resources
+from flow.rundir import write_text_atomic
 from flow.state import RunState, read_manifest
 from flow.stats import ratio_interval, wilson_interval
 from flow.steps import check_inject_samples, run
@@ -49,19 +48,10 @@ HARDENING = {
     Variant.FULL_TMR: (HardenMode.FULL_TMR, Policy.VOTE),
     Variant.PRUNED_HARDENED: (HardenMode.SELECTIVE, Policy.MIN),
 }
+FULLY_HARDENED = tuple(v for v, (mode, _) in HARDENING.items() if mode in (HardenMode.FULL_DMR, HardenMode.FULL_TMR))
 SWEPT_BY_HARDEN_RATIO = (Variant.SELECTIVE_MIN, Variant.SELECTIVE_RANGE, Variant.SELECTIVE_TMR)
 SWEPT_BY_PRUNE_RATIO = (Variant.PRUNED, Variant.PRUNED_L1, Variant.PRUNED_HARDENED)
 OVERHEAD_KEYS = ("params", "macs", *RESOURCE_KEYS, "latency_cycles")
-COLUMNS = (
-    "variant", "kind", "verified", "harden_ratio", "harden_budget_pct", "prune_ratio", "fault_free_accuracy", "faults",
-    "critical_count", "critical_rate", "critical_ci95", "sdc_rate", "masked_rate", "mean_accuracy_under_fault",
-    "fault_sites", *(f"{key}_{group}" for group in GROUPS for key in ("faults", "critical_rate")),
-    "params", "macs", *RESOURCE_KEYS, "latency_cycles",
-    *(f"{key}_overhead_pct" for key in OVERHEAD_KEYS), "critical_reduction_pct", "basis", "per_bit_relative_rate",
-    "per_bit_relative_ci95", "per_bit_reduction_pct", "fit", "fit_ci95", "fits_board",
-    "estimate_method", "LUT_analytic", "LUT_yosys_calibrated", "LUT_yosys_over_analytic", "estimate_in_domain",
-    "deploy_suggestion",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -119,7 +109,7 @@ def case_config(cfg: RunConfig, case: Case) -> tuple[RunConfig, list[str]]:
     return cfg, steps
 
 
-def compare(cfg: RunConfig, out: Path) -> list[dict]:
+def compare(cfg: RunConfig, out: Path) -> list[ComparisonRow]:
     """Train and rank once in ``out`` (reused if there), then build, estimate and inject every case."""
     check_inject_samples(cfg)  # every case injects: a bad inject.* is refused before training
     user_model = cfg.model.path or cfg.model.json
@@ -141,7 +131,7 @@ def compare(cfg: RunConfig, out: Path) -> list[dict]:
             write_text_atomic(done, fingerprint)
         rows.append(_row(case, vdir, cfg.inject))
     rows = add_failure_rates(add_overheads(rows), cfg.compare, _ber(cfg.inject))
-    _write_tables(rows, out / "compare")
+    write_tables(rows, out / "compare")
     return rows
 
 
@@ -153,9 +143,9 @@ def _case_dict(cfg: RunConfig) -> dict:
     return data
 
 
-def unverified(rows: list[dict]) -> list[str]:
+def unverified(rows: list[ComparisonRow]) -> list[str]:
     """Variants whose C-sim failed verification: their rates describe hardware that is not the model."""
-    return [row["variant"] for row in rows if row["verified"] != "yes"]
+    return [row.variant for row in rows if row.verified != "yes"]
 
 
 def _seed_variant_dir(out: Path, manifest: dict, vdir: Path) -> None:
@@ -170,37 +160,42 @@ def _seed_variant_dir(out: Path, manifest: dict, vdir: Path) -> None:
     state.note(lineage=lineage, keys={"ranking": manifest["keys"]["ranking"]})
 
 
-def _row(case: Case, vdir: Path, inject: InjectConfig) -> dict:
+def _row(case: Case, vdir: Path, inject: InjectConfig) -> ComparisonRow:
     """One case's measured figures: fault campaign, fault sites, model cost, resources and latency."""
-    summary = json.loads((vdir / "inject" / "summary.json").read_text())
+    summary = load_inject_summary(vdir / "inject" / "summary.json")
     verify = json.loads((vdir / "verify" / "report.json").read_text())
-    resources = json.loads((vdir / "estimate" / "resources.json").read_text())
-    total = summary["total"]
+    resources = load_resources(vdir / "estimate" / "resources.json")
+    total = summary.total
     cost = total_cost(layer_costs(load_model(vdir / read_manifest(vdir)["model"])))
-    return {
-        "variant": case.label,
-        "kind": case.variant.value,
-        "verified": _verdict(verify),
-        "harden_ratio": "" if case.harden_ratio is None else case.harden_ratio,
-        "harden_budget_pct": "" if case.harden_budget is None else case.harden_budget,
-        "prune_ratio": "" if case.prune_ratio is None else case.prune_ratio,
-        "fault_free_accuracy": round(summary["golden_accuracy"], 5),
-        "faults": total["n_faults"],
-        "critical_count": total["critical"]["count"],
-        "critical_rate": round(total["critical"]["rate"], 5),
-        "critical_ci95": "[{:.4f}, {:.4f}]".format(*total["critical"]["ci95"]),
-        "sdc_rate": round(total["sdc"]["rate"], 5),
-        "masked_rate": round(total["masked"]["rate"], 5),
-        "mean_accuracy_under_fault": round(total["mean_accuracy"], 5),
-        "fault_sites": fault_sites(vdir, inject),
-        **group_columns(summary),
-        "params": cost["params"],
-        "macs": cost["macs"],
-        **resources["total"],
-        "latency_cycles": resources["latency"]["cycles"],
-        "fits_board": resources["fits"],
+    return ComparisonRow(
+        variant=case.label,
+        kind=case.variant,
+        verified=_verdict(verify),
+        harden_ratio=case.harden_ratio,
+        harden_budget_pct=case.harden_budget,
+        prune_ratio=case.prune_ratio,
+        fault_free_accuracy=round(summary.golden_accuracy, 5),
+        faults=total.n_faults,
+        critical_count=total.critical.count,
+        critical_rate=round(total.critical.rate, 5),
+        critical_ci95=_rounded(total.critical.ci95),
+        sdc_rate=round(total.sdc.rate, 5),
+        masked_rate=round(total.masked.rate, 5),
+        mean_accuracy_under_fault=None if total.mean_accuracy is None else round(total.mean_accuracy, 5),
+        fault_sites=fault_sites(vdir, inject),
+        **group_columns(summary.groups),
+        params=cost["params"],
+        macs=cost["macs"],
+        **{key: resources.total[key] for key in RESOURCE_KEYS},
+        latency_cycles=resources.latency.cycles,
+        fits_board=resources.fits,
         **_estimator_columns(resources),
-    }
+    )
+
+
+def _rounded(interval: tuple[float, float], digits: int = 4) -> tuple[float, float]:
+    """An interval at the precision the table shows (so that the table reads back as the same row)."""
+    return round(interval[0], digits), round(interval[1], digits)
 
 
 def _verdict(verify: dict) -> str:
@@ -215,37 +210,37 @@ def _verdict(verify: dict) -> str:
     return "yes"
 
 
-def _estimator_columns(resources: dict) -> dict:
+def _estimator_columns(resources: Resources) -> dict:
     """The analytic LUTs (raw and calibrated to yosys) beside the method's own, yosys/analytic when measured, whether
     the estimate lies in the calibration domain and the deploy configuration suggested when it does not fit."""
-    analytic = resources if resources["method"] == "analytic" else resources.get("analytic", {})  # yosys keeps it
+    analytic = resources.analytic_part  # yosys keeps the analytic estimate beside its own
     return {
-        "estimate_method": resources["method"],
-        "LUT_analytic": analytic["total"]["LUT"] if "total" in analytic else "",
-        "LUT_yosys_calibrated": analytic.get("yosys_calibrated", {}).get("LUT", ""),
-        "LUT_yosys_over_analytic": resources.get("yosys_over_analytic", {}).get("LUT", ""),
-        "estimate_in_domain": resources.get("in_domain", ""),  # False: the LUTs are extrapolations
-        "deploy_suggestion": (resources.get("suggestion") or {}).get("label", ""),  # set when it does not fit
+        "estimate_method": resources.method,
+        "LUT_analytic": analytic.total["LUT"] if analytic else None,
+        "LUT_yosys_calibrated": (analytic.yosys_calibrated or {}).get("LUT") if analytic else None,
+        "LUT_yosys_over_analytic": (resources.yosys_over_analytic or {}).get("LUT"),
+        "estimate_in_domain": resources.in_domain,  # False: the LUTs are extrapolations
+        "deploy_suggestion": resources.suggestion.label if resources.suggestion else None,  # when it does not fit
     }
 
 
-def add_overheads(rows: list[dict]) -> list[dict]:
+def add_overheads(rows: list[ComparisonRow]) -> list[ComparisonRow]:
     """Overheads in % of the first row (the baseline) and the reduction of its critical-SDC rate in %."""
     base = rows[0]
 
-    def pct(value: float, reference: float) -> float | str:
-        return round(100.0 * (value - reference) / reference, 2) if reference else ""
+    def pct(value: float, reference: float) -> float | None:
+        return round(100.0 * (value - reference) / reference, 2) if reference else None
 
     return [
-        {
-            **row,
-            **{f"{key}_overhead_pct": pct(row[key], base[key]) for key in OVERHEAD_KEYS},
-            "critical_reduction_pct": (
-                round(100.0 * (base["critical_rate"] - row["critical_rate"]) / base["critical_rate"], 2)
-                if base["critical_rate"]
-                else ""
+        dataclasses.replace(
+            row,
+            **{f"{key}_overhead_pct": pct(getattr(row, key), getattr(base, key)) for key in OVERHEAD_KEYS},
+            critical_reduction_pct=(
+                round(100.0 * (base.critical_rate - row.critical_rate) / base.critical_rate, 2)
+                if base.critical_rate
+                else None
             ),
-        }
+        )
         for row in rows
     ]
 
@@ -258,16 +253,14 @@ def fault_sites(vdir: Path, inject: InjectConfig) -> int:
     return sites(read_table(project.directory), inject)
 
 
-def group_columns(summary: dict) -> dict:
-    """Faults and critical rate per fault group (protected, unprotected, copy, correction) of an inject summary;
-    empty text where there were none or the summary has no groups."""
-    groups = summary.get("groups")
+def group_columns(groups: dict[str, Outcomes] | str) -> dict:
+    """Faults and critical rate per fault group (protected, unprotected, copy, correction) of an inject summary's
+    groups; None where there were none or the summary has no groups (a note instead)."""
     columns = {}
     for group in GROUPS:
         block = groups.get(group) if isinstance(groups, dict) else None
-        n = block["n_faults"] if block else 0
-        columns[f"faults_{group}"] = n if block else ""
-        columns[f"critical_rate_{group}"] = round(block["critical"]["rate"], 5) if n else ""
+        columns[f"faults_{group}"] = block.n_faults if block else None
+        columns[f"critical_rate_{group}"] = round(block.critical.rate, 5) if block and block.n_faults else None
     return columns
 
 
@@ -278,14 +271,14 @@ def _ber(inject: InjectConfig) -> float | None:
 MBIT = 1e6  # bits in the Mbit of compare.fit_per_mbit
 
 
-def exposure(row: dict, ber: float | None) -> float:
+def exposure(row: ComparisonRow, ber: float | None) -> float:
     """Upsets per unit of per-bit upset rate a campaign unit stands for: a single fault is one of the variant's
     fault sites, so exposure = sites; a ber trial flips every bit with probability BER, so exposure = 1/BER (its
     critical rate P ~ sites x BER x p while sites x BER is small: P / BER ~ sites x p)."""
-    return 1.0 / ber if ber else float(row["fault_sites"])
+    return 1.0 / ber if ber else float(row.fault_sites)
 
 
-def add_failure_rates(rows: list[dict], cfg: CompareConfig, ber: float | None = None) -> list[dict]:
+def add_failure_rates(rows: list[ComparisonRow], cfg: CompareConfig, ber: float | None = None) -> list[ComparisonRow]:
     """The per-bit basis beside the per-fault one: each variant's critical failure rate at the baseline's per-bit
     upset rate, relative to the baseline's, r = e_v p_v / (e_b p_b) (e: ``exposure``, p: critical rate per fault
     or per ber trial), its interval (``stats.ratio_interval``), 100 (1 - r), and FIT = fit_per_mbit / 1e6 x e_v
@@ -294,61 +287,21 @@ def add_failure_rates(rows: list[dict], cfg: CompareConfig, ber: float | None = 
     fit_per_bit = cfg.fit_per_mbit / MBIT
     result = []
     for row in rows:
-        k, n, e = int(row["critical_count"]), int(row["faults"]), exposure(row, ber)
-        ratio, lo, hi = ratio_interval(k, n, int(base["critical_count"]), int(base["faults"]), e / exposure(base, ber))
+        k, n, e = row.critical_count, row.faults, exposure(row, ber)
+        ratio, lo, hi = ratio_interval(k, n, base.critical_count, base.faults, e / exposure(base, ber))
         if row is base and ratio is not None:
             lo = hi = 1.0
         fit_lo, fit_hi = wilson_interval(k, n)
-        result.append({
-            **row, "basis": cfg.basis.value,
-            "per_bit_relative_rate": "" if ratio is None else round(ratio, 5),
-            "per_bit_relative_ci95": f"[{lo:.4f}, {hi:.4f}]",
-            "per_bit_reduction_pct": "" if ratio is None else round(100.0 * (1.0 - ratio), 2),
-            "fit": _significant(fit_per_bit * e * k / n),
-            "fit_ci95": f"[{fit_per_bit * e * fit_lo:.4g}, {fit_per_bit * e * fit_hi:.4g}]",
-        })  # fmt: skip
+        result.append(dataclasses.replace(
+            row, basis=cfg.basis,
+            per_bit_relative_rate=None if ratio is None else round(ratio, 5),
+            per_bit_relative_ci95=_rounded((lo, hi)),
+            per_bit_reduction_pct=None if ratio is None else round(100.0 * (1.0 - ratio), 2),
+            fit=_significant(fit_per_bit * e * k / n),
+            fit_ci95=(_significant(fit_per_bit * e * fit_lo), _significant(fit_per_bit * e * fit_hi)),
+        ))  # fmt: skip
     return result
 
 
 def _significant(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
-
-
-BASIS_COLUMNS = {  # the rate each basis ranks variants by, and its 95 % interval
-    Basis.PER_FAULT: ("critical_rate", "critical_ci95"),
-    Basis.PER_BIT: ("per_bit_relative_rate", "per_bit_relative_ci95"),
-}
-BASIS_LABELS = {
-    Basis.PER_FAULT: "critical-SDC rate per fault",
-    Basis.PER_BIT: "critical failure rate vs baseline (per bit, equal upset rate)",
-}
-
-
-def basis_of(rows: list[dict]) -> Basis:
-    """The basis a table was written with (tables without the column: per_fault, as they were)."""
-    value = rows[0].get("basis") if rows else None
-    if value and value not in set(Basis):
-        raise FlowError(f"compare table: basis {value!r}; allowed: {', '.join(Basis)} (rerun ftflow compare)")
-    return Basis(value) if value else Basis.PER_FAULT
-
-
-def rate(row: dict, basis: Basis) -> float | None:
-    """The row's critical failure rate on ``basis`` (None when undefined: a baseline without critical faults)."""
-    value = row.get(BASIS_COLUMNS[basis][0], "")
-    return None if value in ("", None) else float(value)
-
-
-def rate_interval(row: dict, basis: Basis) -> tuple[float, float]:
-    """The 95 % interval of ``rate`` (text "[lo, hi]" in the table)."""
-    low, high = str(row[BASIS_COLUMNS[basis][1]]).strip("[]").split(",")
-    return float(low), float(high)
-
-
-def _write_tables(rows: list[dict], directory: Path) -> None:
-    with atomic_path(directory / "table.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in rows]
-    write_text_atomic(directory / "table.md", "\n".join(lines) + "\n")

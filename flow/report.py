@@ -4,7 +4,6 @@ holds: ranking, comparison table, resource estimate, verification and fault camp
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import json
 from pathlib import Path
@@ -12,10 +11,12 @@ from pathlib import Path
 import yaml
 
 from flow import report_plots
-from flow.compare import BASIS_LABELS, basis_of
+from flow.compare_table import BASIS_LABELS, ComparisonRow, basis_of, cells, read_table
 from flow.errors import FlowError
+from flow.hardware.estimate import RESOURCE_KEYS
 from flow.outdir import usable_out_dir
 from flow.rank_report import ranking_from_dict
+from flow.records import load_inject_summary, load_resources
 from flow.rundir import write_text_atomic
 
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -73,15 +74,12 @@ def _ranking(out: Path):
     return ranking_from_dict(data) if data else None
 
 
-def _compare_rows(out: Path) -> list[dict]:
+def _compare_rows(out: Path) -> list[ComparisonRow]:
     path = out / "compare" / "table.csv"
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return read_table(path) if path.is_file() else []
 
 
-def _basis_text(rows: list[dict]) -> str:
+def _basis_text(rows: list[ComparisonRow]) -> str:
     basis = basis_of(rows)
     return f"basis {basis.value}: {BASIS_LABELS[basis]}"
 
@@ -110,11 +108,12 @@ def _sections(out: Path) -> list[str]:
         caption = ("compare/table.csv (all columns there); per fault: critical_rate, critical_reduction_pct; per bit "
                    "(equal per-bit upset rate): per_bit_relative_rate = sites x rate / the baseline's, fit (compare."
                    "fit_per_mbit)")  # fmt: skip
-        parts.append(_table(rows, SUMMARY_COLUMNS, caption))
+        texts = [cells(row) for row in rows]
+        parts.append(_table(texts, SUMMARY_COLUMNS, caption))
         parts.append("<h2>Estimator vs synthesis</h2>")
         caption = ("LUT of the estimate method; the analytic estimate, raw and calibrated to yosys, yosys/analytic; "
                    "estimate_in_domain False: outside the calibration domain (extrapolated)")  # fmt: skip
-        parts.append(_table(rows, ESTIMATOR_COLUMNS, caption))
+        parts.append(_table(texts, ESTIMATOR_COLUMNS, caption))
     else:
         parts.append(_missing("comparison table", compare_hint))
     parts += _run_tables(out)
@@ -123,27 +122,27 @@ def _sections(out: Path) -> list[str]:
 
 def _run_tables(out: Path) -> list[str]:
     parts = ["<h2>This run</h2>"]
-    resources = _json(out / "estimate" / "resources.json")
-    if resources:
-        caption = f"estimate ({resources['method']}), board {resources['board']} ({resources['part']})"
-        total = {"name": "total", **resources["total"], "latency_cycles": resources["latency"]["cycles"],
-                 "in_domain": resources.get("in_domain", "")}  # fmt: skip
-        layers = resources.get("layers", [])
-        columns = ("name", "kind", "LUT", "FF", "DSP", "BRAM_18K", "latency_cycles", "in_domain")
-        parts.append(_table([*layers, total], columns, caption))
-        util = {"name": "% of board", **resources.get("utilisation_pct", {}), "fits": resources.get("fits")}
-        parts.append(_table([util], ("name", "LUT", "FF", "DSP", "BRAM_18K", "fits"), "board utilisation"))
-        parts += [f'<p class="warning">{html.escape(line)}</p>' for line in resources.get("warnings", [])]
+    path = out / "estimate" / "resources.json"
+    if path.is_file():
+        resources = load_resources(path)
+        caption = f"estimate ({resources.method.value}), board {resources.board} ({resources.part})"
+        in_domain = "" if resources.in_domain is None else resources.in_domain
+        total = {"name": "total", **resources.total, "latency_cycles": resources.latency.cycles, "in_domain": in_domain}
+        columns = ("name", "kind", *RESOURCE_KEYS, "latency_cycles", "in_domain")
+        parts.append(_table([*(resources.layers or ()), total], columns, caption))
+        util = {"name": "% of board", **resources.utilisation_pct, "fits": resources.fits}
+        parts.append(_table([util], ("name", *RESOURCE_KEYS, "fits"), "board utilisation"))
+        parts += [f'<p class="warning">{html.escape(line)}</p>' for line in resources.warnings]
     else:
         parts.append(_missing("resource estimate", "run the estimate step"))
     verify = _json(out / "verify" / "report.json")
     if verify:
         keys = ("bit_exact", "n_samples", "argmax_agreement", "max_abs_diff")
         parts.append(_table([verify], [k for k in keys if k in verify], "C-sim vs QKeras (verify/report.json)"))
-    inject = _json(out / "inject" / "summary.json")
-    if inject:
-        total = inject["total"]
-        row = {"faults": total["n_faults"], **{k: round(total[k]["rate"], 5) for k in ("critical", "sdc", "masked")}}
+    path = out / "inject" / "summary.json"
+    if path.is_file():
+        total = load_inject_summary(path).total
+        row = {"faults": total.n_faults, **{k: round(getattr(total, k).rate, 5) for k in ("critical", "sdc", "masked")}}
         parts.append(_table([row], list(row), "fault campaign (inject/summary.json)"))
     return parts
 

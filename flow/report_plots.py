@@ -6,12 +6,17 @@ import io
 
 import numpy as np
 
-from flow.compare import BASIS_LABELS, basis_of, rate, rate_interval
+from flow.compare import FULLY_HARDENED, SWEPT_BY_HARDEN_RATIO, SWEPT_BY_PRUNE_RATIO
+from flow.compare_table import BASIS_LABELS, ComparisonRow, basis_of, rate, rate_interval
+from flow.config import Variant
+from flow.hardware.estimate import RESOURCE_KEYS
 from flow.rank_report import plot_ranking
 
-POLICY_KINDS = ("selective_min", "selective_range", "selective_tmr")
-REFERENCE_KINDS = ("baseline", "full_dmr", "full_tmr")
-RESOURCE_OVERHEADS = ("LUT", "FF", "DSP", "BRAM_18K", "latency_cycles")
+POLICY_KINDS = SWEPT_BY_HARDEN_RATIO  # a line each in the critical-vs-cost plot, by hardening ratio or budget
+REFERENCE_KINDS = (Variant.BASELINE, *FULLY_HARDENED)  # horizontal references there
+RESOURCE_OVERHEADS = (*RESOURCE_KEYS, "latency_cycles")
+PRUNING_LABELS = {Variant.PRUNED: "vulnerability", Variant.PRUNED_L1: "l1",
+                  Variant.PRUNED_HARDENED: "vulnerability + hardened"}  # fmt: skip
 
 
 def _pyplot():
@@ -31,13 +36,6 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _number(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def vulnerability(ranking) -> bytes | None:
     """Per-layer bars of every channel's vulnerability (rank step's plot)."""
     if ranking is None:
@@ -47,32 +45,32 @@ def vulnerability(ranking) -> bytes | None:
     return buffer.getvalue()
 
 
-def cost_overhead_pct(row: dict, base: dict) -> float:
+def cost_overhead_pct(row: ComparisonRow, base: ComparisonRow) -> float:
     """LUT+DSP overhead of ``row`` in % of ``base`` (the hardening cost of the plots and the goal check)."""
-    cost, reference = (float(r["LUT"]) + float(r["DSP"]) for r in (row, base))
+    cost, reference = (r.LUT + r.DSP for r in (row, base))
     return 100.0 * (cost - reference) / reference if reference else 0.0
 
 
-def _point_label(row: dict) -> str:
+def _point_label(row: ComparisonRow) -> str:
     """b20% for a hardening budget, r0.3 for a ratio, '' for a case hardened as harden.* configures it."""
-    budget, ratio = _number(row.get("harden_budget_pct")), _number(row.get("harden_ratio"))
+    budget, ratio = row.harden_budget_pct, row.harden_ratio
     return f"b{budget:g}%" if budget is not None else f"r{ratio:g}" if ratio is not None else ""
 
 
-def cost_series(rows: list[dict]) -> dict[str, list[tuple[float, float, float, float, str]]]:
+def cost_series(rows: list[ComparisonRow]) -> dict[Variant, list[tuple[float, float, float, float, str]]]:
     """Per selective policy, its (LUT+DSP overhead %, rate, low, high, label) points by cost: ratio (r0.3) and
     budget (b20%) rows alike, the rate on the table's basis (rows whose rate is undefined are left out)."""
     basis = basis_of(rows)
     series: dict[str, list] = {}
     for row in rows:
         value = rate(row, basis)
-        if row["kind"] in POLICY_KINDS and value is not None:
+        if row.kind in POLICY_KINDS and value is not None:
             point = (cost_overhead_pct(row, rows[0]), value, *rate_interval(row, basis), _point_label(row))
-            series.setdefault(row["kind"], []).append(point)
+            series.setdefault(row.kind, []).append(point)
     return {kind: sorted(points) for kind, points in series.items()}
 
 
-def critical_vs_cost(rows: list[dict]) -> bytes | None:
+def critical_vs_cost(rows: list[ComparisonRow]) -> bytes | None:
     """Critical failure rate on the table's basis (with its 95 % interval) against the LUT+DSP overhead, one line
     per selective policy (``cost_series``); the baseline and full DMR/TMR as horizontal references."""
     series = cost_series(rows)
@@ -83,20 +81,20 @@ def critical_vs_cost(rows: list[dict]) -> bytes | None:
     fig, ax = plt.subplots(figsize=(7, 4))
     for kind, points in series.items():
         x, y, lo, hi = (np.array([p[i] for p in points]) for i in range(4))
-        ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=kind)
+        ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", capsize=3, label=kind.value)
         for cost, value, *_, label in points:
             ax.annotate(label, (cost, value), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for row in rows:
-        if row["kind"] in REFERENCE_KINDS and rate(row, basis) is not None:
+        if row.kind in REFERENCE_KINDS and rate(row, basis) is not None:
             ax.axhline(rate(row, basis), linestyle="--", linewidth=1, color="grey")
-            ax.annotate(row["variant"], (ax.get_xlim()[0], rate(row, basis)), fontsize=7, va="bottom")
+            ax.annotate(row.variant, (ax.get_xlim()[0], rate(row, basis)), fontsize=7, va="bottom")
     ax.set_xlabel("LUT + DSP overhead vs baseline (%); r: hardening ratio, b: hardening budget")
     ax.set_ylabel(BASIS_LABELS[basis].replace(" (", "\n("))
     ax.legend(fontsize=8)
     return _png(fig)
 
 
-def overhead_bars(rows: list[dict]) -> bytes | None:
+def overhead_bars(rows: list[ComparisonRow]) -> bytes | None:
     """Grouped bars: LUT, FF, DSP, BRAM and latency overhead in % of the baseline, per variant."""
     if len(rows) < 2:
         return None
@@ -105,9 +103,9 @@ def overhead_bars(rows: list[dict]) -> bytes | None:
     width = 0.8 / len(RESOURCE_OVERHEADS)
     x = np.arange(len(rows))
     for i, key in enumerate(RESOURCE_OVERHEADS):
-        values = [_number(r[f"{key}_overhead_pct"]) or 0.0 for r in rows]
+        values = [getattr(r, f"{key}_overhead_pct") or 0.0 for r in rows]
         ax.bar(x + (i - len(RESOURCE_OVERHEADS) / 2 + 0.5) * width, values, width, label=key)
-    ax.set_xticks(x, [r["variant"] for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.set_xticks(x, [r.variant for r in rows], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("overhead vs baseline (%)")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.legend(fontsize=8, ncol=len(RESOURCE_OVERHEADS))
@@ -121,11 +119,11 @@ def front(points: list[tuple[float, float, str]]) -> list[tuple[float, float, st
     )
 
 
-def pareto_front(rows: list[dict]) -> tuple[list[str], bytes | None]:
+def pareto_front(rows: list[ComparisonRow]) -> tuple[list[str], bytes | None]:
     """Critical failure rate on the table's basis against LUT+DSP overhead; the variants no other variant beats on
     both are the front (rows whose rate is undefined are left out). Returns (front variant names, PNG)."""
     basis = basis_of(rows)
-    points = [(cost_overhead_pct(r, rows[0]), rate(r, basis), r["variant"]) for r in rows if rate(r, basis) is not None]
+    points = [(cost_overhead_pct(r, rows[0]), rate(r, basis), r.variant) for r in rows if rate(r, basis) is not None]
     if len(points) < 2:
         return [], None
     best = front(points)
@@ -141,19 +139,18 @@ def pareto_front(rows: list[dict]) -> tuple[list[str], bytes | None]:
     return [name for _, _, name in best], _png(fig)
 
 
-def accuracy_vs_pruning(rows: list[dict]) -> bytes | None:
+def accuracy_vs_pruning(rows: list[ComparisonRow]) -> bytes | None:
     """Fault-free accuracy against the pruning ratio, vulnerability criterion vs L1 (and pruned+hardened)."""
-    kinds = {"pruned": "vulnerability", "pruned_l1": "l1", "pruned_hardened": "vulnerability + hardened"}
-    pruned = [r for r in rows if r["kind"] in kinds]
+    pruned = [r for r in rows if r.kind in SWEPT_BY_PRUNE_RATIO]
     if not pruned:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for kind, label in kinds.items():
-        points = sorted((float(r["prune_ratio"]), float(r["fault_free_accuracy"])) for r in pruned if r["kind"] == kind)
+    for kind in SWEPT_BY_PRUNE_RATIO:
+        points = sorted((r.prune_ratio, r.fault_free_accuracy) for r in pruned if r.kind is kind)
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=label)
-    ax.axhline(float(rows[0]["fault_free_accuracy"]), linestyle="--", color="grey", label="baseline")
+            ax.plot(*zip(*points, strict=True), marker="o", label=PRUNING_LABELS[kind])
+    ax.axhline(rows[0].fault_free_accuracy, linestyle="--", color="grey", label="baseline")
     ax.set_xlabel("pruning ratio (fraction of filters/neurons removed per layer)")
     ax.set_ylabel("test accuracy (no fault)")
     ax.legend(fontsize=8)

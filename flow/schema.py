@@ -1,7 +1,9 @@
 """Typed loading of plain YAML data into frozen dataclasses, with precise error messages.
 
-Supported field types: bool, int, float, str, StrEnum subclasses, ``X | None``, ``tuple[X, ...]``,
-``dict[str, X]`` and nested dataclasses. Range limits come from ``field(metadata={"min": .., "max": ..})``.
+Supported field types: bool, int, float, str, StrEnum subclasses, ``X | None``, unions ``X | Y`` (the first
+that fits), ``tuple[X, ...]``, fixed-length ``tuple[X, Y]``, ``dict[str, X]``, nested dataclasses and ``Any``
+(plain data kept as it is). Range limits come from ``field(metadata={"min": .., "max": ..})``; a field without
+a default must be given.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ def build(cls: type, data: Any, source: str, path: str = "") -> Any:
                 f"{source}: unknown key '{path}{key}'{closest(str(key), list(fields))}; "
                 f"allowed under {path.rstrip('.') or 'the top level'}: {', '.join(fields)}"
             )
+    required = [name for name, f in fields.items() if _required(f)]
+    missing = [name for name in required if name not in data]
+    if missing:
+        raise FlowError(f"{source}: missing key '{path}{missing[0]}'; required under "
+                        f"{path.rstrip('.') or 'the top level'}: {', '.join(required)}")  # fmt: skip
     hints = typing.get_type_hints(cls)
     values = {}
     for name, f in fields.items():
@@ -49,14 +56,23 @@ def build(cls: type, data: Any, source: str, path: str = "") -> Any:
         raise FlowError(f"{source}: {path}{exc}") from None
 
 
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
 def _describe(tp: Any) -> str:
+    if tp is Any:
+        return "any value"
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(repr(m.value) for m in tp)
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join("null" if a is type(None) else _describe(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"a list of {_describe(typing.get_args(tp)[0])}"
+        args = typing.get_args(tp)
+        if args[-1] is not Ellipsis:
+            return f"a list of {len(args)}: " + ", ".join(map(_describe, args))
+        return f"a list of {_describe(args[0])}"
     if origin is dict:
         return f"a mapping of names to {_describe(typing.get_args(tp)[1])}"
     if dataclasses.is_dataclass(tp):
@@ -66,19 +82,36 @@ def _describe(tp: Any) -> str:
 
 def _convert(tp: Any, value: Any, source: str, path: str, meta: Any = None) -> Any:
     where = f"{source}: {path}"
+    if tp is Any:
+        return value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(args[0], value, source, path, meta)
+        for arg in args[:-1]:  # the first alternative that fits; the last one's message when none does
+            try:
+                return _convert(arg, value, source, path, meta)
+            except FlowError:
+                pass
+        try:
+            return _convert(args[-1], value, source, path, meta)
+        except FlowError:
+            if len(args) == 1:
+                raise
+            raise FlowError(f"{where}: got {_short(value)}, expected {_describe(tp)}") from None
     if dataclasses.is_dataclass(tp):
         return build(tp, value, source, f"{path}.")
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise FlowError(f"{where}: got {value!r}, expected {_describe(tp)}")
-        item = typing.get_args(tp)[0]
-        return tuple(_convert(item, v, source, f"{path}[{i}]", meta) for i, v in enumerate(value))
+        args = typing.get_args(tp)
+        if args[-1] is Ellipsis:
+            args = (args[0],) * len(value)
+        elif len(value) != len(args):
+            raise FlowError(f"{where}: got {_short(value)}, expected {_describe(tp)}")
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_convert(item, v, source, f"{path}[{i}]", meta) for i, (item, v) in pairs)
     if origin is dict:
         if not isinstance(value, dict):
             raise FlowError(f"{where}: got {value!r}, expected {_describe(tp)}")
@@ -109,7 +142,7 @@ def _convert(tp: Any, value: Any, source: str, path: str, meta: Any = None) -> A
         except OverflowError:  # an integer literal beyond float's range
             raise FlowError(f"{where}: got {_short(value)}, too large for a number; allowed: finite numbers "
                             "(at most about 1.8e308)") from None  # fmt: skip
-        if not math.isfinite(value):
+        if math.isnan(value) or (math.isinf(value) and not (meta or {}).get("infinite")):
             raise FlowError(f"{where}: got {value!r}; allowed: a finite number")
     if tp is str:
         _check_pattern(value, where, meta or {})
@@ -149,9 +182,13 @@ def _check_range(value: Any, where: str, meta: Any) -> None:
 
 
 def to_plain(obj: Any) -> Any:
-    """Turn a config dataclass tree back into YAML/JSON-ready plain data."""
+    """Turn a dataclass tree back into YAML/JSON-ready plain data (``ABSENT`` fields left out when None)."""
     if dataclasses.is_dataclass(obj):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.metadata.get("absent") and getattr(obj, f.name) is None)
+        }
     if isinstance(obj, enum.Enum):
         return obj.value
     if isinstance(obj, tuple | list):
@@ -172,3 +209,6 @@ def identifier() -> Any:
 def rng(lo: float | None = None, hi: float | None = None, **kw: bool) -> Any:
     """Field metadata for a range check: ``field(default=1, metadata=rng(1, 64))``."""
     return {"min": lo, "max": hi, **kw}
+
+
+ABSENT = {"absent": True}  # field metadata: may be left out of the data (None then), left out again by to_plain

@@ -50,6 +50,7 @@ from flow.normalize import check_normalization, normalize_model
 from flow.prune import fine_tune, prune_model, select_removals
 from flow.rank import norm_scores, rank_model
 from flow.rank_report import plot_ranking, ranking_from_dict, validate, write_ranking
+from flow.records import HardenSummary, InjectSummary, Resources, write_record
 from flow.rundir import read_json, write_atomic, write_json, write_text_atomic
 from flow.schema import closest
 from flow.state import RunState, read_manifest
@@ -262,15 +263,14 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
     summary = overhead_summary(state.model, hardened, selection, cfg.harden, policies)
     summary["no_fault_bit_exact"] = bool(np.array_equal(baseline_logits, hardened_logits))
     summary["ranking"] = ranking.method if ranking is not None else None
-    write_json(out / "summary.json", summary)
-    if not summary["no_fault_bit_exact"] and not cfg.harden.clip:
+    record = write_record(out / "summary.json", HardenSummary, summary)
+    if not record.no_fault_bit_exact and not cfg.harden.clip:
         raise RuntimeError("hardened model differs from the baseline with no fault (a bug: please report it)")
     state.record(unhardened_model=_unhardened_path(state, manifest), model=save_model(hardened, out / "model.h5"))
     state = dataclasses.replace(state, model=hardened, project=None)
-    total = summary["total"]
     return state.with_summary(
-        "harden", mode=summary["mode"], policy=summary["policy"], extra_channels=total["extra_channels"],
-        macs_overhead_pct=total["macs_overhead_pct"], no_fault_bit_exact=summary["no_fault_bit_exact"],
+        "harden", mode=record.mode.value, policy=record.policy.value, extra_channels=record.total.extra_channels,
+        macs_overhead_pct=record.total.macs_overhead_pct, no_fault_bit_exact=record.no_fault_bit_exact,
     )  # fmt: skip
 
 
@@ -408,13 +408,13 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     summary["timing"] = timing
     if icfg.crosscheck:
         summary["crosscheck"] = _crosscheck(state.model, lib, faults, x, y, icfg.crosscheck, cfg.seed)
-    write_json(out / "summary.json", summary)
-    total = summary["total"]
+    record = write_record(out / "summary.json", InjectSummary, summary)
+    total = record.total
     return state.with_summary(
-        "inject", campaign=cid, faults=total["n_faults"], critical_rate=round(total["critical"]["rate"], 5),
-        sdc_rate=round(total["sdc"]["rate"], 5), mean_accuracy=total["mean_accuracy"],
-        per_fault_ms=round(timing["per_fault_ms"], 3), evaluation=summary["evaluation"]["mode"],
-        **({"stop": summary["stop"]["reason"]} if "stop" in summary else {}),
+        "inject", campaign=cid, faults=total.n_faults, critical_rate=round(total.critical.rate, 5),
+        sdc_rate=round(total.sdc.rate, 5), mean_accuracy=total.mean_accuracy,
+        per_fault_ms=round(record.timing.per_fault_ms, 3), evaluation=record.evaluation.mode,
+        **({"stop": record.stop.reason} if record.stop else {}),
     )  # fmt: skip
 
 
@@ -460,12 +460,11 @@ def step_estimate(state: RunState, cfg: RunConfig) -> RunState:
     <out>/estimate/resources.json."""
     state = need_model(state, "estimate")
     out = state.step_dir("estimate")
-    result = estimate_resources(state.model, cfg, out)
-    write_json(out / "resources.json", result)
-    deploy = {"deploy": result["suggestion"]["label"]} if result.get("suggestion") else {}  # when it does not fit
+    result = write_record(out / "resources.json", Resources, estimate_resources(state.model, cfg, out))
+    deploy = {"deploy": result.suggestion.label} if result.suggestion else {}  # when it does not fit
     return state.with_summary(
-        "estimate", method=result["method"], **result["total"], latency_cycles=result["latency"]["cycles"],
-        board=result["board"], fits=result["fits"], in_domain=result.get("in_domain"), **deploy,
+        "estimate", method=result.method.value, **result.total, latency_cycles=result.latency.cycles,
+        board=result.board, fits=result.fits, in_domain=result.in_domain, **deploy,
     )  # fmt: skip
 
 

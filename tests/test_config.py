@@ -150,3 +150,36 @@ def test_layer_names_that_are_not_identifiers_are_refused(tmp_path):
     model = tf.keras.Model(inp, QDense(2, kernel_quantizer=q, bias_quantizer=q, name="fc-1")(inp))
     with pytest.raises(FlowError, match=r"layer 'fc-1' \(QDense\): its name becomes a C\+\+ identifier"):
         check_model(model)
+
+
+def test_schema_fixed_tuples_unions_any_required_and_absent_keys():
+    """The field types the step records use (flow/records.py): pairs, unions, plain data, required and absent keys."""
+    from dataclasses import dataclass, field
+    from typing import Any
+
+    from flow.schema import ABSENT, build, to_plain
+
+    @dataclass(frozen=True)
+    class Record:
+        pair: tuple[float, float]
+        either: dict[str, int] | str = "none"
+        plain: Any = None
+        open_pair: tuple[float, float] | None = field(default=None, metadata={"infinite": True})
+        note: str | None = field(default=None, metadata=ABSENT)
+
+    record = build(Record, {"pair": [0, 0.5], "either": {"a": 1}, "plain": {"x": [1, "y"]}}, "f.json")
+    assert record == Record((0.0, 0.5), {"a": 1}, {"x": [1, "y"]})
+    assert to_plain(record) == {"pair": [0.0, 0.5], "either": {"a": 1}, "plain": {"x": [1, "y"]}, "open_pair": None}
+    assert build(Record, to_plain(record), "f.json") == record
+    assert build(Record, {"pair": [0, 1], "either": "unknown", "note": "n"}, "f.json").either == "unknown"
+    assert build(Record, {"pair": [0, 1], "open_pair": [1, float("inf")]}, "f.json").open_pair[1] == float("inf")
+    for data, expected in [
+        ({}, "f.json: missing key 'pair'; required under the top level: pair"),
+        ({"pair": [1.0]}, "f.json: pair: got [1.0], expected a list of 2: a number, a number"),
+        ({"pair": [1, "x"]}, "f.json: pair[1]: got 'x', expected a number"),
+        ({"pair": [1, float("inf")]}, "f.json: pair[1]: got inf; allowed: a finite number"),
+        ({"pair": [0, 1], "either": 3}, "f.json: either: got 3, expected a mapping of names to an integer or a string"),
+    ]:
+        with pytest.raises(FlowError) as info:
+            build(Record, data, "f.json")
+        assert str(info.value) == expected

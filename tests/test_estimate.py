@@ -332,6 +332,7 @@ def test_an_oversized_design_is_flagged_with_a_deploy_suggestion(tmp_path):
     text = "\n".join(result["warnings"])
     assert "does not fit pynq-z2: LUT" in text and "outside the calibration domain" in text
     assert f"deploy as hls: {suggestion['hls']}" in text
+    assert _recorded(result).suggestion.hls == suggestion["hls"]
 
 
 def test_a_design_no_configuration_fits_names_the_boards_it_would(tmp_path, monkeypatch):
@@ -346,6 +347,17 @@ def test_a_design_no_configuration_fits_names_the_boards_it_would(tmp_path, monk
     assert suggestion["fits"] is False and suggestion["label"] == "none fits tiny"
     assert suggestion["least"]["hls"]["io_type"] == "io_stream" and "pynq-z2" in suggestion["boards"]
     assert "no io_stream/Resource configuration up to reuse_factor" in result["warnings"][-1]
+    assert _recorded(result).suggestion.boards == tuple(suggestion["boards"])
+
+
+def _recorded(result: dict):
+    """``result`` as the resources record the estimate step writes (flow/records.py), holding all of it."""
+    from flow.records import Resources
+    from flow.schema import build, to_plain
+
+    record = build(Resources, result, "resources.json")
+    assert to_plain(record) == json.loads(json.dumps(result))
+    return record
 
 
 def test_a_named_user_calibration_is_used_and_a_bad_one_refused(tmp_path):
