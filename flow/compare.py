@@ -47,10 +47,12 @@ HARDENING = {
     Variant.FULL_DMR: (HardenMode.FULL_DMR, Policy.MIN),
     Variant.FULL_TMR: (HardenMode.FULL_TMR, Policy.VOTE),
     Variant.PRUNED_HARDENED: (HardenMode.SELECTIVE, Policy.MIN),
+    Variant.PLANNED: (HardenMode.SELECTIVE, None),  # each layer's policy is the planner's
 }
 FULLY_HARDENED = tuple(v for v, (mode, _) in HARDENING.items() if mode in (HardenMode.FULL_DMR, HardenMode.FULL_TMR))
 SWEPT_BY_HARDEN_RATIO = (Variant.SELECTIVE_MIN, Variant.SELECTIVE_RANGE, Variant.SELECTIVE_TMR)
 SWEPT_BY_PRUNE_RATIO = (Variant.PRUNED, Variant.PRUNED_L1, Variant.PRUNED_HARDENED)
+SWEPT_BY_BUDGET = (Variant.PLANNED,)
 OVERHEAD_KEYS = ("params", "macs", *RESOURCE_KEYS, "latency_cycles")
 
 
@@ -82,6 +84,8 @@ def cases(cfg: RunConfig) -> list[Case]:
             result += [Case(variant, **point) for point in swept or [as_given]]
         elif variant in SWEPT_BY_PRUNE_RATIO:
             result += [Case(variant, prune_ratio=r) for r in prune_ratios]
+        elif variant in SWEPT_BY_BUDGET:
+            result += [Case(variant, harden_budget=b) for b in cfg.compare.budgets] or [Case(variant)]
         elif variant is not Variant.BASELINE:
             result.append(Case(variant))
     return result
@@ -103,8 +107,12 @@ def case_config(cfg: RunConfig, case: Case) -> tuple[RunConfig, list[str]]:
         harden = dataclasses.replace(cfg.harden, mode=mode, policy=policy)
         if case.harden_ratio is not None:
             harden = dataclasses.replace(harden, selection=Selection.RATIO, ratio=case.harden_ratio)
+        if case.variant is Variant.PLANNED:
+            harden = dataclasses.replace(harden, selection=Selection.PLAN)
         if case.harden_budget is not None:
-            harden = dataclasses.replace(harden, selection=Selection.BUDGET, budget=case.harden_budget)
+            selection = Selection.PLAN if case.variant is Variant.PLANNED else Selection.BUDGET
+            harden = dataclasses.replace(harden, selection=selection, budget=case.harden_budget,
+                                         target_reduction_pct=None)  # fmt: skip
         cfg = dataclasses.replace(cfg, harden=harden)
     return cfg, steps
 
@@ -119,7 +127,7 @@ def compare(cfg: RunConfig, out: Path) -> list[ComparisonRow]:
         run(cfg, out, base_steps)
     manifest = read_manifest(out)
     base = {"model": manifest["lineage"][-1]["key"], "ranking": manifest["keys"]["ranking"]}
-    rows = []
+    rows, measured = [], None
     for case in cases(cfg):
         vdir = out / "compare" / case.label
         vcfg, steps = case_config(cfg, case)
@@ -127,8 +135,12 @@ def compare(cfg: RunConfig, out: Path) -> list[ComparisonRow]:
         done = vdir / "case.json"
         if not (done.is_file() and done.read_text() == fingerprint):  # a finished case is not run again
             _seed_variant_dir(out, manifest, vdir)
+            if case.variant is Variant.PLANNED and measured is not None:  # reused where still current
+                shutil.copytree(measured, vdir / "harden" / "plan", dirs_exist_ok=True)
             run(vcfg, vdir, steps)
             write_text_atomic(done, fingerprint)
+        if case.variant is Variant.PLANNED:
+            measured = vdir / "harden" / "plan"
         rows.append(_row(case, vdir, cfg.inject))
     rows = add_failure_rates(add_overheads(rows), cfg.compare, _ber(cfg.inject))
     write_tables(rows, out / "compare")

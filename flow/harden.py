@@ -274,7 +274,7 @@ def overhead_summary(baseline, hardened, selection: dict[str, list[int]], cfg: H
     total["macs_overhead_pct"] = round(100.0 * (total["macs_hardened"] / total["macs"] - 1.0), 3)
     return {
         "mode": cfg.mode.value,
-        "policy": "per layer" if policies is not None else cfg.resolved_policy.value,
+        "policy": None if policies is not None else cfg.resolved_policy.value,
         "selection": cfg.selection.value if cfg.mode not in (HardenMode.FULL_DMR, HardenMode.FULL_TMR) else "all",
         "clip": cfg.clip,
         "layers": rows,

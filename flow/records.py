@@ -197,6 +197,7 @@ class HardenedLayer:
     extra_channels: int
     copy_layers: tuple[str, ...]
     protected: tuple[int, ...]
+    policy: Policy | None = None  # the protected channels' policy; null when none is protected
     params: int
     params_hardened: int
     macs: int
@@ -220,7 +221,7 @@ class HardenSummary:
     the hardened model equals the unhardened one with no fault, and the ranking method it used."""
 
     mode: HardenMode
-    policy: Policy
+    policy: Policy | None  # null: each layer's own (selection plan, layers.*.policy)
     selection: str
     clip: bool
     layers: dict[str, HardenedLayer]

@@ -6,13 +6,13 @@ import io
 
 import numpy as np
 
-from flow.compare import FULLY_HARDENED, SWEPT_BY_HARDEN_RATIO, SWEPT_BY_PRUNE_RATIO
+from flow.compare import FULLY_HARDENED, SWEPT_BY_BUDGET, SWEPT_BY_HARDEN_RATIO, SWEPT_BY_PRUNE_RATIO
 from flow.compare_table import BASIS_LABELS, ComparisonRow, basis_of, rate, rate_interval
 from flow.config import Variant
 from flow.hardware.estimate import RESOURCE_KEYS
 from flow.rank_report import plot_ranking
 
-POLICY_KINDS = SWEPT_BY_HARDEN_RATIO  # a line each in the critical-vs-cost plot, by hardening ratio or budget
+POLICY_KINDS = (*SWEPT_BY_HARDEN_RATIO, *SWEPT_BY_BUDGET)  # a line each in the critical-vs-cost plot
 REFERENCE_KINDS = (Variant.BASELINE, *FULLY_HARDENED)  # horizontal references there
 RESOURCE_OVERHEADS = (*RESOURCE_KEYS, "latency_cycles")
 PRUNING_LABELS = {Variant.PRUNED: "vulnerability", Variant.PRUNED_L1: "l1",

@@ -268,8 +268,9 @@ def step_harden(state: RunState, cfg: RunConfig) -> RunState:
         raise RuntimeError("hardened model differs from the baseline with no fault (a bug: please report it)")
     state.record(unhardened_model=_unhardened_path(state, manifest), model=save_model(hardened, out / "model.h5"))
     state = dataclasses.replace(state, model=hardened, project=None)
+    policy = record.policy.value if record.policy else "per layer"
     return state.with_summary(
-        "harden", mode=record.mode.value, policy=record.policy.value, extra_channels=record.total.extra_channels,
+        "harden", mode=record.mode.value, policy=policy, extra_channels=record.total.extra_channels,
         macs_overhead_pct=record.total.macs_overhead_pct, no_fault_bit_exact=record.no_fault_bit_exact,
     )  # fmt: skip
 

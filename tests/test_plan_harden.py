@@ -88,3 +88,24 @@ def test_a_rerun_reuses_the_measurement_and_a_changed_input_measures_again(plann
 def test_bad_plan_configs_name_the_key(harden, message):
     with pytest.raises(FlowError, match=message):
         config_from_dict({"harden": harden})
+
+
+def test_compare_sweeps_the_planner_over_budgets_and_measures_once(tmp_path):
+    from flow.compare import Case, cases, compare
+    from flow.config import Variant
+
+    cfg = config_from_dict({**TINY, **BASE, "harden": {**PLAN, "plan_faults": 100},
+                            "compare": {"variants": ["planned"], "budgets": [15, 40]}})  # fmt: skip
+    assert cases(cfg) == [Case(Variant.BASELINE), Case(Variant.PLANNED, harden_budget=15),
+                          Case(Variant.PLANNED, harden_budget=40)]  # fmt: skip
+    rows = compare(cfg, tmp_path)
+    assert [(r.kind, r.harden_budget_pct) for r in rows] == [(Variant.BASELINE, None), (Variant.PLANNED, 15),
+                                                             (Variant.PLANNED, 40)]  # fmt: skip
+    assert all(r.verified == "yes" for r in rows)
+    plans = [json.loads((tmp_path / "compare" / r.variant / "harden" / "plan.json").read_text()) for r in rows[1:]]
+    assert [p["budget_pct"] for p in plans] == [15, 40]
+    assert plans[0]["cost_pct"] <= 15 and plans[1]["cost_pct"] <= 40
+    assert plans[1]["predicted_reduction_pct"] >= plans[0]["predicted_reduction_pct"]
+    assert plans[0]["measured"] == plans[1]["measured"]
+    first, second = (tmp_path / "compare" / r.variant / "harden" / "plan" / "vote" for r in rows[1:])
+    assert (second / "time_per_step.json").read_text() == (first / "time_per_step.json").read_text()  # not rerun
