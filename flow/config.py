@@ -329,8 +329,8 @@ class InjectConfig:
     # activations, targets weight/bias select the model's own layers' outputs, copy the copy layers', correction
     # the correction layers'; evaluation must be fast (docs/injection.md, datapath faults)
     space: Space = Space.WEIGHTS
-    # space activations: which output of a weight layer that an activation reads is targeted (other layers'
-    # outputs, copies and corrections are targeted under both)
+    # space activations: which output of a weight layer that an activation reads is targeted (before: also its
+    # copies' and correction's outputs; the outputs of every other layer are targeted under both)
     activation: ActivationPoint = ActivationPoint.AFTER
     ber: float = field(default=1e-3, metadata=rng(0, 1, min_exclusive=True))  # bit error rate for model: ber
     # multi-bit upset: each fault sets k adjacent bits b..b+k-1 of one word (flip, or stuck at 0/1), start bit b

@@ -281,7 +281,8 @@ def tensor_table(graph, net: Network | str) -> dict:
     (the fast evaluation's tensor index), ``name`` (C++), ``layer`` (the hls4ml node writing it), ``class``,
     ``length`` (elements per sample, channels last: element e is in channel e % ``channels``), ``width``,
     ``integer``, ``signed``, ``type``, ``point`` (``before``: a weight layer's output an activation reads, directly
-    or through its correction; ``after``: that activation's output, ``of`` the weight layer; ``both``: any other)
+    or through its correction, and that layer's copies and correction; ``after``: that activation's output, ``of``
+    the weight layer; ``both``: any other)
     and, as for the weight arrays, ``protected`` (a hardened layer's channels with copies) or ``copy_of``."""
     from hls4ml.model.layers import Activation  # hls4ml: ~0.3 s to import
 
@@ -302,6 +303,13 @@ def tensor_table(graph, net: Network | str) -> dict:
         return source.name if source.name in weighted else None
 
     activated = {weight_layer_of(n): n.name for n in nodes} if nodes else {}
+
+    def _unit_of(node) -> str:
+        """The weight layer a copy or correction node stands in for (its own name for any other node)."""
+        if node.class_name == CORRECTION_CLASS:
+            return node.name.removesuffix(correction_name(""))
+        return copy_of(node.name) or node.name
+
     rows, seen = [], set()
     for node in nodes:
         for var in node.variables.values():
@@ -317,7 +325,7 @@ def tensor_table(graph, net: Network | str) -> dict:
                 "id": t, "name": var.name, "layer": node.name, "class": node.class_name,
                 "length": int(np.prod(var.shape)), "channels": int(var.shape[-1]), "width": int(width),
                 "integer": int(getattr(precision, "integer", width)), "signed": bool(signed), "type": var.type.name,
-                "point": "before" if node.name in activated else "both",
+                "point": "before" if _unit_of(node) in activated else "both",
             }  # fmt: skip
             if weight_layer_of(node):
                 row.update(point="after", of=weight_layer_of(node))

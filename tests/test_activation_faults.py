@@ -45,9 +45,9 @@ TENSORS = [
     {"id": 2, "name": "t_fc", "layer": "fc", "class": "Dense", "length": 3, "channels": 3, "width": 8,
      "integer": 4, "signed": True, "type": "fc_t", "point": "before", "protected": [1]},
     {"id": 3, "name": "t_copy", "layer": "fc_copy1", "class": "Dense", "length": 1, "channels": 1, "width": 8,
-     "integer": 4, "signed": True, "type": "c_t", "point": "both", "copy_of": "fc"},
+     "integer": 4, "signed": True, "type": "c_t", "point": "before", "copy_of": "fc"},
     {"id": 4, "name": "t_corr", "layer": "fc_correction", "class": "Correction", "length": 3, "channels": 3,
-     "width": 8, "integer": 4, "signed": True, "type": "k_t", "point": "both"},
+     "width": 8, "integer": 4, "signed": True, "type": "k_t", "point": "before"},
     {"id": 1, "name": "t_relu", "layer": "relu", "class": "Activation", "length": 3, "channels": 3, "width": 4,
      "integer": 2, "signed": False, "type": "r_t", "point": "after", "of": "fc"},
 ]  # fmt: skip
@@ -83,10 +83,10 @@ def test_the_activation_point_and_targets_select_tensors():
     def names(**kw):
         return [r["name"] for r in target_tensors(TENSORS, _cfg(**kw))]
 
-    assert names() == ["t_copy", "t_corr", "t_relu"]
+    assert names() == ["t_relu"]
     assert names(activation=ActivationPoint.BEFORE) == ["t_fc", "t_copy", "t_corr"]
     assert names(targets=(Target.BIAS,)) == ["t_relu"]  # weight or bias: the model's own layers
-    assert names(targets=(Target.COPY,)) == ["t_copy"]
+    assert names(targets=(Target.COPY,), activation=ActivationPoint.BEFORE) == ["t_copy"]
     assert names(layers=("fc",), targets=(Target.WEIGHT,)) == ["t_relu"]  # the activation of fc is fc's "after"
 
 
@@ -352,12 +352,71 @@ def test_inject_step_runs_resumes_and_recomputes_on_a_changed_key(fi_runs, tmp_p
 
 
 def test_summary_groups_of_activation_faults_sum_to_the_total():
-    faults = build_act_fault_list(TENSORS, _cfg(sampling=FaultSampling.EXHAUSTIVE), 0, 2)
+    cfg = _cfg(sampling=FaultSampling.EXHAUSTIVE, activation=ActivationPoint.BEFORE)
+    faults = build_act_fault_list(TENSORS, cfg, 0, 2)
     rows = {r["name"]: r for r in TENSORS}
     groups = [fault_group(f, rows) for f in faults]
+    assert set(groups) == {"protected", "unprotected", "copy", "correction"}
     results = [{"fault_id": i, "layer": "x", "outcome": "masked", "n_critical": 0, "n_differ": 0, "accuracy": 1.0}
                for i in range(len(faults))]  # fmt: skip
     summary = summarize(results, groups=groups)
     assert sum(summary["groups"][g]["n_faults"] for g in ("protected", "unprotected", "copy", "correction")) == len(
         faults
     )
+
+
+@pytest.fixture(scope="module")
+def selective(tmp_path_factory):
+    """A selectively TMR-hardened MLP (tests/test_mbu_groups.py tmr_mlp), its project and test images."""
+    from test_mbu_groups import images, tmr_mlp
+
+    from flow.config import HlsConfig, OptLevel
+    from flow.hardware.boards import load_board
+    from flow.hls import convert
+
+    model = tmr_mlp()
+    project, _ = convert(model, HlsConfig(csim_opt=OptLevel.O1), load_board("pynq-z2"), 8, tmp_path_factory.mktemp("s"))
+    return model, project, images(40)
+
+
+@csim
+def test_selective_tmr_outvotes_protected_channels_only(selective):
+    from test_mbu_groups import PROTECTED
+
+    _, project, x = selective
+    fast = FastEvaluator(FaultableLibrary(project), x)
+    rows = _rows(fast)
+    assert rows["fc1"]["protected"] == PROTECTED["fc1"] and rows["logits"]["protected"] == PROTECTED["logits"]
+    assert rows["fc1"]["point"] == rows["fc1_copy1"]["point"] == rows["fc1_correction"]["point"] == "before"
+    by_name = {r["name"]: r for r in rows.values()}
+    for layer in ("fc1", "logits"):
+        row = rows[layer]
+        for c in range(row["channels"]):
+            fault = (ActBit(row["name"], c, row["width"] - 1, FaultKind.FLIP, -1),)  # every sample's sign bit
+            out, _, _ = fast.evaluate_act([fault])
+            protected = c in PROTECTED[layer]
+            assert fault_group(fault, by_name) == ("protected" if protected else "unprotected")
+            if protected:
+                assert np.array_equal(out[0], fast.golden), f"{layer} channel {c}: not outvoted"
+            elif layer == "logits":
+                assert np.array_equal(np.unique(np.argwhere(out[0] != fast.golden)[:, 1]), [c])  # that element
+            else:
+                assert np.any(out[0] != fast.golden), f"{layer} channel {c}: an unprotected sign flip is masked"
+    fast.close()
+
+
+@csim
+@pytest.mark.parametrize("point", ["after", "before"])
+def test_selective_tmr_csim_and_keras_agree(selective, point):
+    from flow.crosscheck import crosscheck_activations
+
+    model, project, x = selective
+    lib = FaultableLibrary(project)
+    fast = FastEvaluator(lib, x)
+    tensors = fast.tensors()
+    fast.close()
+    cfg = InjectConfig(**ACT, activation=ActivationPoint(point), targets=ALL, sampling=FaultSampling.COUNT, count=40)
+    faults = build_act_fault_list(tensors, cfg, 1, len(x))
+    faults += build_act_fault_list(tensors, dataclasses.replace(cfg, model=FaultModel.STUCK1, mbu=2), 1, len(x))
+    y = np.zeros(len(x), dtype=int)
+    assert crosscheck_activations(model, lib, faults, x, y) == {"checked": len(faults), "mismatches": 0}
