@@ -24,8 +24,8 @@ from tqdm import tqdm
 from flow.build_cache import build_info, read_build_script, toolchain
 from flow.csim import FastEvaluator, FaultableLibrary
 from flow.errors import FlowError
-from flow.faultlist import Fault, faults_to_json
-from flow.fi_bridge import TABLE
+from flow.faultlist import ActBit, Fault, faults_to_json
+from flow.fi_bridge import TABLE, TENSORS
 from flow.hls import HlsProject
 from flow.rundir import atomic_path
 from flow.stats import wilson_interval
@@ -55,6 +55,23 @@ def evaluate_fast(fast: FastEvaluator, faults: list[Fault], y: np.ndarray, golde
     return rows
 
 
+def evaluate_act(fast: FastEvaluator, faults: list[Fault], y: np.ndarray, golden: np.ndarray) -> list[dict]:
+    """The rows of activation faults (one C call): a transient fault (one sample) counts that sample only
+    (n_critical and n_differ 0 or 1, accuracy 0 or 1), a permanent one every sample, as a weight fault."""
+    out, early, _ = fast.evaluate_act(faults)
+    rows = []
+    for g, fault in enumerate(faults):
+        s = fault[0].sample
+        one = slice(None) if s < 0 else slice(s, s + 1)
+        row = outcomes(out[g : g + 1, one], y[one], golden[one])[0]
+        rows.append({**row, "stopped_early": bool(early[g])})
+    return rows
+
+
+def is_activation_fault(fault: Fault) -> bool:
+    return bool(fault) and isinstance(fault[0], ActBit)
+
+
 def outcomes(out: np.ndarray, y: np.ndarray, golden: np.ndarray) -> list[dict]:
     """The result rows of G faults from their outputs (G, N, n_outputs), against the fault-free ``golden``."""
     differs = np.any(out != golden, axis=2)
@@ -79,11 +96,11 @@ NOT_SOURCES = (".so", ".o", ".tmp")  # build products that may sit in firmware/
 def campaign_inputs(project: HlsProject, faults: list[Fault], x: np.ndarray, seed: int) -> dict[str, str]:
     """SHA-256 of each input that defines a campaign's results: the firmware (``types``: defines.h and
     parameters.h; ``firmware``: every other source and header under firmware/, nnet_utils and ap_types included;
-    ``weights``: firmware/weights/), the ``bridge`` (fault-injection C++ and array table), the ``build`` (compiler,
-    flags and opt level), the ``faults``, the ``samples`` and the ``seed``. Paths are relative to the project, so
-    a moved run directory keeps its campaigns."""
+    ``weights``: firmware/weights/), the ``bridge`` (fault-injection C++, array and tensor tables), the ``build``
+    (compiler, flags and opt level), the ``faults``, the ``samples`` and the ``seed``. Paths are relative to the
+    project, so a moved run directory keeps its campaigns."""
     directory = project.directory
-    bridge = [directory / f"{project.project_name}_bridge.cpp", directory / TABLE]
+    bridge = [directory / f"{project.project_name}_bridge.cpp", directory / TABLE, directory / TENSORS]
     samples = np.ascontiguousarray(x, dtype=np.float32)
     inputs = {name: _hash_files(directory, paths) for name, paths in _firmware_files(directory).items()}
     inputs["bridge"] = _hash_files(directory, [p for p in bridge if p.is_file()])
@@ -268,7 +285,11 @@ def run_task(w: dict, task: tuple[list[int], list[Fault]]) -> list[tuple[int, di
     ids, faults = task
     if w["problem"]:
         raise FlowError(w["problem"])
-    if w["fast"] is not None:
+    if faults and is_activation_fault(faults[0]):
+        if w["fast"] is None:
+            raise FlowError("activation faults are set by the fast evaluation's hook; inject.evaluation: fast")
+        rows = evaluate_act(w["fast"], faults, w["y"], w["golden"])
+    elif w["fast"] is not None:
         rows = evaluate_fast(w["fast"], faults, w["y"], w["golden"])
     else:
         rows = [evaluate(w["lib"], f, w["x"], w["y"], w["golden"]) for f in faults]

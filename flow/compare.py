@@ -23,12 +23,14 @@ from flow.config import (
     PruneCriterion,
     RunConfig,
     Selection,
+    Space,
     Variant,
     config_to_dict,
 )
-from flow.faultlist import GROUPS
+from flow.errors import FlowError
+from flow.faultlist import GROUPS, act_sites
 from flow.faultlist import fault_sites as sites
-from flow.fi_bridge import read_table
+from flow.fi_bridge import read_table, read_tensors
 from flow.freshness import is_current
 from flow.harden import layer_costs, total_cost
 from flow.hardware.estimate import RESOURCE_KEYS
@@ -260,9 +262,20 @@ def add_overheads(rows: list[ComparisonRow]) -> list[ComparisonRow]:
 def fault_sites(vdir: Path, inject: InjectConfig) -> int:
     """Fault sites (word and start bit of an inject.mbu upset; bits for single-bit faults and ber) of every array
     the campaign targets (inject.targets, inject.layers) in the variant's C-sim array table: copies and, when
-    targeted, correction data included."""
+    targeted, correction data included; with inject.space activations, the activation sites of the tensors it
+    targets (flow/faultlist.py act_sites: the copies' and corrections' outputs are datapath that can fail too)."""
     project = HlsProject.load(vdir / read_manifest(vdir)["project"])
+    if inject.space is Space.ACTIVATIONS:
+        return act_sites(activation_tensors_of(project.directory), inject, inject.samples)
     return sites(read_table(project.directory), inject)
+
+
+def activation_tensors_of(project_dir: Path) -> list[dict]:
+    """The tensor table of a converted project (activation fault sites); an error when it predates the table."""
+    table = read_tensors(project_dir)
+    if table is None:
+        raise FlowError(f"{project_dir}: no tensor table for activation faults; run the convert step again")
+    return table["tensors"]
 
 
 def group_columns(groups: dict[str, Outcomes] | str) -> dict:

@@ -321,6 +321,17 @@ class Target(enum.StrEnum):
     COPY = "copy"  # every array of the copy layers of hardened layers (weight and bias select them too)
 
 
+class Space(enum.StrEnum):
+    WEIGHTS = "weights"  # stored words: the arrays inject.targets selects
+    # the datapath: one element of one layer's output tensor (flip: one sample, one inference; stuck0/1: every one)
+    ACTIVATIONS = "activations"
+
+
+class ActivationPoint(enum.StrEnum):
+    AFTER = "after"  # a weight layer's activation output (the output itself when no activation reads it)
+    BEFORE = "before"  # a weight layer's own output, before the activation that reads it
+
+
 class Engine(enum.StrEnum):
     LOCAL = "local"  # this machine: inject.workers processes (multiprocessing)
     DASK = "dask"  # Dask distributed workers: a LocalCluster of inject.workers processes, or inject.scheduler's
@@ -339,6 +350,15 @@ class Evaluation(enum.StrEnum):
 @dataclass(frozen=True)
 class InjectConfig:
     model: FaultModel = FaultModel.FLIP
+    # what a fault hits: weights (stored words) or activations (an element of a layer's output tensor in the fast
+    # evaluation: flip = a transient upset of one sample's inference, site (sample, tensor, element, bit);
+    # stuck0/stuck1 = a permanent fault in every inference, site (tensor, element, bit); ber refused). With
+    # activations, targets weight/bias select the model's own layers' outputs, copy the copy layers', correction
+    # the correction layers'; evaluation must be fast (docs/injection.md, datapath faults)
+    space: Space = Space.WEIGHTS
+    # space activations: which output of a weight layer that an activation reads is targeted (before: also its
+    # copies' and correction's outputs; the outputs of every other layer are targeted under both)
+    activation: ActivationPoint = ActivationPoint.AFTER
     ber: float = field(default=1e-3, metadata=rng(0, 1, min_exclusive=True))  # bit error rate for model: ber
     # multi-bit upset: each fault sets k adjacent bits b..b+k-1 of one word (flip, or stuck at 0/1), start bit b
     # in 0..width-k so it stays inside the word (sites per word: width-k+1); 1 = single-bit faults. At most the
@@ -370,6 +390,12 @@ class InjectConfig:
         if self.mbu > 1 and self.model is FaultModel.BER:
             raise FlowError(f"mbu: got {self.mbu} with model 'ber'; allowed with ber: 1 (ber flips independent "
                             "bits; adjacent-bit upsets take model flip, stuck0 or stuck1)")  # fmt: skip
+        if self.space is Space.ACTIVATIONS and self.model is FaultModel.BER:
+            raise FlowError("model: got 'ber' with space 'activations'; allowed with activations: flip (transient), "
+                            "stuck0, stuck1 (permanent)")  # fmt: skip
+        if self.space is Space.ACTIVATIONS and self.evaluation is Evaluation.FULL:
+            raise FlowError("evaluation: got 'full' with space 'activations'; allowed with activations: fast (the "
+                            "activation fault hook lives in the fast evaluation)")  # fmt: skip
         if self.scheduler is not None and self.engine is not Engine.DASK:
             raise FlowError(f"scheduler: got {self.scheduler!r} with engine '{self.engine.value}'; allowed only with "
                             "engine: dask (or remove inject.scheduler)")  # fmt: skip

@@ -4,6 +4,8 @@ A fault that gives a power-of-two weight an exponent outside its array's ``exact
 not compared: there hls4ml's shift product truncates or wraps x * 2**e, which no weight value reproduces. Such
 faults are counted in the report as ``inexact`` (the key is present only when there are any).
 
+Activation faults (inject.space: activations) are compared by ``crosscheck_activations``.
+
 Kernels, biases and the correction layers' source maps (``src<i>``, words selecting past the stacked channels
 read 0 on both sides) are compared; the correction bounds (``lo<i>``, ``hi<i>``) have no Keras twin yet."""
 
@@ -13,9 +15,11 @@ import re
 
 import numpy as np
 
-from flow.campaign import evaluate
+from flow.campaign import evaluate, evaluate_act
+from flow.csim import FastEvaluator
 from flow.emulate import SOURCE_ARRAY, FaultEmulator
 from flow.emulate import Fault as KerasFault
+from flow.emulate_act import ActivationEmulator, Inexact
 from flow.errors import FlowError, VerificationError
 from flow.faultlist import Fault
 from flow.training import inference_fn
@@ -99,3 +103,45 @@ def _exact(emulator: FaultEmulator, fault: Fault, keras_faults: list[KerasFault]
         if np.any(exponents < lo) or np.any(exponents > hi):
             return False
     return True
+
+
+def crosscheck_activations(model, lib, faults: list[Fault], x: np.ndarray, y: np.ndarray) -> dict:
+    """Evaluate activation ``faults`` in C-sim (the fast evaluation's hook) and with the Keras-side emulation
+    (flow/emulate_act.py) and raise VerificationError on any different outcome. Not compared, and counted:
+    ``inexact`` (a faulty element's Keras value is not a word of its hls4ml type) and ``no_twin`` (a tensor of an
+    hls4ml node with no Keras layer); the keys are present only when there are any."""
+    fast = FastEvaluator(lib, x)
+    try:
+        emulator = ActivationEmulator(model, fast.tensors())
+        golden = emulator.run(x)
+        if not np.array_equal(golden, fast.golden):
+            raise VerificationError("cross-check: fault-free C-sim and QKeras outputs differ; run the verify step")
+        mismatches, counts = [], {"inexact": 0, "no_twin": 0}
+        for fault in faults:
+            if emulator.twin(fault[0].tensor) is None:
+                counts["no_twin"] += 1
+                continue
+            s = fault[0].sample
+            one = slice(None) if s < 0 else slice(s, s + 1)
+            try:
+                out = emulator.run(x[one], fault)
+            except Inexact:
+                counts["inexact"] += 1
+                continue
+            csim = evaluate_act(fast, [fault], y, fast.golden)[0]
+            keras = {
+                "n_differ": int(np.any(out != golden[one], axis=1).sum()),
+                "n_critical": int((out.argmax(1) != golden[one].argmax(1)).sum()),
+            }
+            if (csim["n_differ"], csim["n_critical"]) != (keras["n_differ"], keras["n_critical"]):
+                mismatches.append({"fault": [b.__dict__ for b in fault], "csim": csim, "keras": keras})
+    finally:
+        fast.close()
+    report = {"checked": len(faults) - sum(counts.values()), "mismatches": len(mismatches)}
+    report.update({k: v for k, v in counts.items() if v})
+    if mismatches:
+        raise VerificationError(
+            f"cross-check: {len(mismatches)}/{report['checked']} activation faults give different outcomes in C-sim "
+            f"and Keras emulation; first: {mismatches[0]}"
+        )
+    return report

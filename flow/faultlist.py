@@ -1,4 +1,5 @@
-"""Fault lists over the weight arrays of a compiled hls4ml project: which bits, which fault model, how many.
+"""Fault lists over the weight arrays (or, with inject.space activations, the layer output tensors) of a compiled
+hls4ml project: which bits, which fault model, how many.
 
 A fault site is one word and a start bit b: the fault sets bits b..b+mbu-1 of that word (inject.mbu adjacent bits,
 b in 0..width-mbu so every upset stays inside its word), one ``BitFault`` per bit. Exhaustive lists every site,
@@ -30,7 +31,18 @@ class BitFault:
     kind: FaultKind = FaultKind.FLIP
 
 
-Fault = tuple[BitFault, ...]  # the bit faults present together during one evaluation
+@dataclass(frozen=True)
+class ActBit:
+    """One bit of one element of a layer's output tensor (space activations), set after the call writing it."""
+
+    tensor: str  # the tensor's C++ name in the tensor table, e.g. "layer2_out"
+    element: int  # per sample, channels last
+    bit: int
+    kind: FaultKind = FaultKind.FLIP
+    sample: int = -1  # the one inference it hits (a transient fault), -1: every inference (a permanent one)
+
+
+Fault = tuple[BitFault, ...] | tuple[ActBit, ...]  # the bit faults present together during one evaluation
 
 
 def target_arrays(table: list[dict], cfg: InjectConfig) -> list[dict]:
@@ -53,13 +65,13 @@ def _selected(row: dict, kinds: set[str]) -> bool:
     return row["kind"] in kinds or ("copy" in kinds and "copy_of" in row)
 
 
-def check_mbu(rows: list[dict], mbu: int) -> None:
-    """Refuse an inject.mbu wider than the narrowest targeted word, naming that array and its width."""
+def check_mbu(rows: list[dict], mbu: int, what: str = "array") -> None:
+    """Refuse an inject.mbu wider than the narrowest targeted word, naming that array (or tensor) and its width."""
     narrowest = min(rows, key=lambda r: r["width"])
     if mbu > narrowest["width"]:
         raise FlowError(
             f"inject.mbu: got {mbu}; allowed: at most {narrowest['width']}, the width of the narrowest targeted "
-            f"word (array {narrowest['name']} of layer {narrowest['layer']}: {narrowest['width']} bits; or narrow "
+            f"word ({what} {narrowest['name']} of layer {narrowest['layer']}: {narrowest['width']} bits; or narrow "
             "inject.targets / inject.layers)"
         )
 
@@ -139,11 +151,104 @@ def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fa
 
 
 def faults_to_json(faults: list[Fault]) -> list[list[dict]]:
-    return [[{**asdict(b), "kind": b.kind.value} for b in fault] for fault in faults]
+    return [[{**asdict(b), "kind": FaultKind(b.kind).value} for b in fault] for fault in faults]
 
 
 def faults_from_json(data: list[list[dict]]) -> list[Fault]:
-    return [tuple(BitFault(b["array"], b["index"], b["bit"], FaultKind(b["kind"])) for b in fault) for fault in data]
+    def bit(b: dict) -> BitFault | ActBit:
+        if "tensor" in b:
+            return ActBit(b["tensor"], b["element"], b["bit"], FaultKind(b["kind"]), b["sample"])
+        return BitFault(b["array"], b["index"], b["bit"], FaultKind(b["kind"]))
+
+    return [tuple(bit(b) for b in fault) for fault in data]
+
+
+# ---- activation faults (inject.space: activations): sites in the tensor table of flow/fi_bridge.py ----
+
+
+def tensor_kind(row: dict) -> str:
+    """What inject.targets calls a tensor: copy (a copy layer's output), correction, or layer (any other)."""
+    return "copy" if "copy_of" in row else "correction" if row["class"] == "Correction" else "layer"
+
+
+def target_tensors(tensors: list[dict], cfg: InjectConfig) -> list[dict]:
+    """Rows of the tensor table selected by ``cfg.activation``, ``cfg.layers`` and ``cfg.targets`` (weight or
+    bias: the model's own layers' outputs; copy; correction)."""
+    names = sorted({r["layer"] for r in tensors} | {r["of"] for r in tensors if "of" in r})
+    for name in cfg.layers or ():
+        if name not in names:
+            raise FlowError(
+                f"inject.layers: no layer '{name}' with an output tensor{closest(name, names)}; layers: "
+                f"{', '.join(names)}"
+            )
+    kinds = {"layer" if t.value in ("weight", "bias") else t.value for t in cfg.targets}
+    point = cfg.activation.value
+    rows = [
+        r for r in tensors
+        if r["point"] in (point, "both") and tensor_kind(r) in kinds
+        and (cfg.layers is None or r["layer"] in cfg.layers or r.get("of") in cfg.layers)
+    ]  # fmt: skip
+    if not rows:
+        raise FlowError(
+            f"inject: no output tensor matches targets {sorted(t.value for t in cfg.targets)} at activation "
+            f"'{point}' in layers {cfg.layers or 'all'}"
+        )
+    return rows
+
+
+def _act_site_rows(tensors: list[dict], cfg: InjectConfig) -> tuple[list[dict], list[int]]:
+    rows = target_tensors(tensors, cfg)
+    check_mbu(rows, cfg.mbu, "tensor")
+    return rows, [r["width"] - cfg.mbu + 1 for r in rows]
+
+
+def act_sites(tensors: list[dict], cfg: InjectConfig, n_samples: int) -> int:
+    """How many activation fault sites ``cfg`` selects: (sample, tensor, element, start bit) for flip (transient),
+    (tensor, element, start bit) for stuck0/stuck1 (permanent)."""
+    rows, starts = _act_site_rows(tensors, cfg)
+    per = n_samples if cfg.model is FaultModel.FLIP else 1
+    return per * sum(r["length"] * s for r, s in zip(rows, starts, strict=True))
+
+
+def build_act_fault_list(tensors: list[dict], cfg: InjectConfig, seed: int, n_samples: int) -> list[Fault]:
+    """Deterministic activation fault list: every site (exhaustive), a Leveugle sample of the sites (statistical)
+    or ``count`` of them; a fault sets bits b..b+mbu-1 of one element."""
+    if cfg.model is FaultModel.BER:
+        raise FlowError("inject.model: 'ber' is not an activation fault model; allowed: flip, stuck0, stuck1")
+    rows, starts = _act_site_rows(tensors, cfg)
+    transient = cfg.model is FaultModel.FLIP
+    per = n_samples if transient else 1
+    sizes = np.array([per * r["length"] * s for r, s in zip(rows, starts, strict=True)], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    population = int(offsets[-1])
+    kind = FaultKind(cfg.model.value)
+
+    def site(position: int) -> Fault:
+        a = int(np.searchsorted(offsets, position, side="right") - 1)
+        row = rows[a]
+        sample, rest = divmod(int(position - offsets[a]), row["length"] * starts[a])
+        element, bit = divmod(rest, starts[a])
+        s = sample if transient else -1
+        return tuple(ActBit(row["name"], element, bit + j, kind, s) for j in range(cfg.mbu))
+
+    if cfg.sampling is FaultSampling.EXHAUSTIVE:
+        n = population
+    elif cfg.sampling is FaultSampling.STATISTICAL:
+        n = leveugle_sample_size(population, cfg.margin, cfg.confidence, cfg.p)
+    else:
+        n = min(cfg.count, population)
+    rng = np.random.default_rng(seed)
+    positions = np.arange(population) if n == population else np.sort(rng.choice(population, size=n, replace=False))
+    return [site(int(p)) for p in positions]
+
+
+def tensor_group(row: dict, element: int) -> str:
+    """The group of element ``element`` of a tensor table row: copy, correction, protected (a channel of a
+    hardened layer's output that has copies) or unprotected."""
+    kind = tensor_kind(row)
+    if kind != "layer":
+        return kind
+    return "protected" if element % row["channels"] in row.get("protected", ()) else "unprotected"
 
 
 GROUPS = ("protected", "unprotected", "copy", "correction")  # word groups; "mixed": a fault over several
@@ -169,9 +274,12 @@ def word_channel(row: dict, index: int) -> int:
 
 
 def fault_group(fault: Fault, rows: dict[str, dict]) -> str:
-    """The group of a fault's words (``rows``: array table rows by name); ``mixed`` if they span groups, ``none``
-    for a ber trial without flips."""
-    groups = {word_group(rows[b.array], b.index) for b in fault}
+    """The group of a fault's words (``rows``: array table rows by name, or tensor table rows for activation
+    faults); ``mixed`` if they span groups, ``none`` for a ber trial without flips."""
+    groups = {
+        tensor_group(rows[b.tensor], b.element) if isinstance(b, ActBit) else word_group(rows[b.array], b.index)
+        for b in fault
+    }
     return groups.pop() if len(groups) == 1 else "mixed" if groups else "none"
 
 

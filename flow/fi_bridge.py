@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+import numpy as np
+
 from flow.fixedpoint import po2_exact_exponents
 from flow.harden import copy_of, correction_name
 from flow.package_data import template
@@ -27,6 +29,7 @@ from flow.rundir import write_json
 
 TEMPLATE = "fi_bridge.cpp.in"  # in hls_templates/ (flow/package_data.py)
 TABLE = "fi_arrays.json"
+TENSORS = "fi_tensors.json"  # the fast evaluation's tensors: the sites of activation faults (tensor_table)
 EXPONENT_MARKER = "// ==== exponent words"
 FAST_MARKER = "// ==== fast evaluation"
 LAYERS_MARKER = "// hls-fpga-machine-learning insert layers"  # in hls4ml's top function, before the layers
@@ -100,9 +103,10 @@ def _is_exponent(row: dict) -> bool:
     return row.get("word") == "exponent"
 
 
-def append_bridge(project_dir: Path, project_name: str, table: list[dict], n_in: int, n_out: int) -> None:
+def append_bridge(project_dir: Path, project_name: str, table: list[dict], n_in: int, n_out: int, graph=None) -> None:
     """Write the array table next to the project, append the FI bridge to ``<project>_bridge.cpp`` and write the
-    fast evaluation ``<project>_fi_fast.cpp`` (after hls4ml wrote the project: it reads the top function)."""
+    fast evaluation ``<project>_fi_fast.cpp`` (after hls4ml wrote the project: it reads the top function); with the
+    hls4ml ``graph``, also the tensor table of the activation faults (``tensor_table``)."""
     write_json(project_dir / TABLE, table)
     cases = list(enumerate(table))
     text = template(TEMPLATE).read_text()
@@ -135,6 +139,8 @@ def append_bridge(project_dir: Path, project_name: str, table: list[dict], n_in:
     end = text.rindex("#endif")  # the bridge is a header-style file: stay inside its include guard
     bridge.write_text(text[:end] + code + "\n" + text[end:])
     (project_dir / fast_source(project_name)).write_text(fast_code(project_dir, project_name, table, fast, n_in, n_out))
+    if graph is not None:
+        write_json(project_dir / TENSORS, tensor_table(graph, _parsed_top(project_dir, project_name, table)))
 
 
 def read_table(project_dir: Path) -> list[dict]:
@@ -260,6 +266,81 @@ def _link(net: Network, arrays: dict[str, int]) -> None:
         raise Unsupported("a tensor of the top function is written by no layer call")
 
 
+def _parsed_top(project_dir: Path, project_name: str, table: list[dict]) -> Network | str:
+    """The parsed top function, or why it is not understood."""
+    top = project_dir / "firmware" / f"{project_name}.cpp"
+    try:
+        return parse_top(top.read_text() if top.is_file() else "", project_name, table)
+    except Unsupported as why:
+        return str(why)
+
+
+def tensor_table(graph, net: Network | str) -> dict:
+    """The tensors activation faults can hit: every tensor of the fast evaluation a layer call writes, as
+    ``{"tensors": [row, ...]}`` (or ``{"unsupported": why}`` when the top function is not understood). A row: ``id``
+    (the fast evaluation's tensor index), ``name`` (C++), ``layer`` (the hls4ml node writing it), ``class``,
+    ``length`` (elements per sample, channels last: element e is in channel e % ``channels``), ``width``,
+    ``integer``, ``signed``, ``type``, ``point`` (``before``: a weight layer's output an activation reads, directly
+    or through its correction, and that layer's copies and correction; ``after``: that activation's output, ``of``
+    the weight layer; ``both``: any other)
+    and, as for the weight arrays, ``protected`` (a hardened layer's channels with copies) or ``copy_of``."""
+    from hls4ml.model.layers import Activation  # hls4ml: ~0.3 s to import
+
+    if isinstance(net, str):
+        return {"unsupported": net}
+    nodes = list(graph.get_layers())
+    by_output = {name: node for node in nodes for name in node.outputs}
+    weighted = {n.name for n in nodes if "weight" in n.weights and n.class_name != CORRECTION_CLASS}
+
+    def weight_layer_of(node) -> str | None:
+        """The weight layer an activation node reads (directly, or through that layer's correction)."""
+        if not isinstance(node, Activation) or len(node.inputs) != 1 or node.inputs[0] not in by_output:
+            return None
+        source = by_output[node.inputs[0]]
+        if source.class_name == CORRECTION_CLASS:
+            original = source.name.removesuffix(correction_name(""))
+            return original if original in weighted else None
+        return source.name if source.name in weighted else None
+
+    activated = {weight_layer_of(n): n.name for n in nodes} if nodes else {}
+
+    def _unit_of(node) -> str:
+        """The weight layer a copy or correction node stands in for (its own name for any other node)."""
+        if node.class_name == CORRECTION_CLASS:
+            return node.name.removesuffix(correction_name(""))
+        return copy_of(node.name) or node.name
+
+    rows, seen = [], set()
+    for node in nodes:
+        for var in node.variables.values():
+            t = net.names.get(var.name)
+            if t is None or t == 0 or t in seen:  # the top input is no layer's output; aliases: the first writer
+                continue
+            seen.add(t)
+            precision = var.type.precision
+            width, signed = getattr(precision, "width", None), getattr(precision, "signed", None)
+            if width is None or signed is None:
+                continue  # no fixed-point word (not targeted)
+            row = {
+                "id": t, "name": var.name, "layer": node.name, "class": node.class_name,
+                "length": int(np.prod(var.shape)), "channels": int(var.shape[-1]), "width": int(width),
+                "integer": int(getattr(precision, "integer", width)), "signed": bool(signed), "type": var.type.name,
+                "point": "before" if _unit_of(node) in activated else "both",
+            }  # fmt: skip
+            if weight_layer_of(node):
+                row.update(point="after", of=weight_layer_of(node))
+            fields = channel_fields(graph, node, "weight")
+            row.update({k: v for k, v in fields.items() if k in ("protected", "copy_of")})
+            rows.append(row)
+    return {"tensors": rows}
+
+
+def read_tensors(project_dir: Path) -> dict | None:
+    """The tensor table written by ``append_bridge`` (None: converted before it existed)."""
+    path = project_dir / TENSORS
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def fast_code(project_dir: Path, project_name: str, table: list[dict], template: str, n_in: int, n_out: int) -> str:
     """``<project>_fi_fast.cpp``: the fast evaluation of the project's top function, or a stub saying why not."""
     top = project_dir / "firmware" / f"{project_name}.cpp"
@@ -291,6 +372,7 @@ def _fast_fields(net: Network, n_in: int, n_out: int) -> dict[str, str]:
         max([j for j, c in enumerate(net.calls) if t in c.inputs], default=-1) for t in range(len(net.tensors))
     ]
     last_read[1] = n  # the network's output is always read
+    writer = [next((j for j, c in enumerate(net.calls) if t in c.outputs), -1) for t in range(len(net.tensors))]
     fields = {}
     for key in ("input", "output", "array"):
         fields[f"{key}_at"], fields[f"{key}s"] = _offsets([getattr(c, f"{key}s") for c in net.calls])
@@ -301,6 +383,7 @@ def _fast_fields(net: Network, n_in: int, n_out: int) -> dict[str, str]:
         "n_tensors": str(len(net.tensors)),
         "n_calls": str(n),
         "last_read": ", ".join(map(str, last_read)),
+        "writer": ", ".join(map(str, writer)),
         "cases": "\n".join(_case(net, j, call) for j, call in enumerate(net.calls)),
         "capture_input": _capture_input(net, n_in),
         "write_output": _write_output(net, n_out),

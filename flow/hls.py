@@ -129,7 +129,7 @@ def write_project(model, cfg: HlsConfig, board: Board, input_frac_bits: int, out
         graph.write()
     write_json(output_dir / PRECISION_REPORT, fidelity_report(graph, config))
     project = project_of(graph, cfg, output_dir)
-    append_bridge(output_dir, cfg.project_name, array_table(graph), project.n_inputs, project.n_outputs)
+    append_bridge(output_dir, cfg.project_name, array_table(graph), project.n_inputs, project.n_outputs, graph)
     return graph, config
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flow.config import EstimateMethod, FaultModel, HardenMode, Policy
+from flow.config import ActivationPoint, EstimateMethod, FaultModel, HardenMode, Policy, Space
 from flow.errors import FlowError
 from flow.rundir import write_json
 from flow.schema import ABSENT, build, to_plain
@@ -93,6 +93,8 @@ class InjectSummary:
     inputs: dict[str, str]
     fault_model: FaultModel
     mbu: int
+    space: Space = Space.WEIGHTS  # absent in summaries written before activation faults
+    activation: ActivationPoint | None = field(default=None, metadata=ABSENT)  # space activations only
     samples: int
     total: Outcomes
     layers: dict[str, Outcomes]

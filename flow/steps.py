@@ -24,12 +24,14 @@ from flow.campaign import (
     short_inputs,
     summarize,
 )
-from flow.config import FaultModel, PruneCriterion, RankMethod, RunConfig, Selection, config_to_dict
-from flow.crosscheck import crosscheck, mappable
-from flow.csim import CSimLibrary, FaultableLibrary, record_library
+from flow.config import FaultModel, PruneCriterion, RankMethod, RunConfig, Selection, Space, config_to_dict
+from flow.crosscheck import crosscheck, crosscheck_activations, mappable
+from flow.csim import CSimLibrary, FaultableLibrary, activation_tensors, record_library
 from flow.data import Dataset, fit_to_shape, load_dataset
 from flow.errors import FlowError, VerificationError
 from flow.faultlist import (
+    act_sites,
+    build_act_fault_list,
     build_fault_list,
     check_ber_size,
     fault_group,
@@ -38,7 +40,7 @@ from flow.faultlist import (
     groups_known,
     targeted_bits,
 )
-from flow.fi_bridge import TABLE
+from flow.fi_bridge import TABLE, read_tensors
 from flow.freshness import note_keys, refresh_inputs
 from flow.harden import harden_model, layer_costs, overhead_summary, select_channels
 from flow.hardware.boards import resolve_board
@@ -348,11 +350,18 @@ def check_inject_samples(cfg: RunConfig, n_test: int | None = None) -> None:
 
 def _check_campaign_up_front(cfg: RunConfig, out: Path, names: Sequence[str]) -> None:
     """inject.samples against the test set and, unless this run converts again, a ber campaign's size and an
-    inject.mbu against the recorded project's words (step_inject checks them again)."""
+    inject.mbu against the recorded project's words, or activation targets against its tensors (step_inject checks
+    them again)."""
     check_inject_samples(cfg)
     rel = read_manifest(out).get("project")
     ber = cfg.inject.model is FaultModel.BER
-    if not (ber or cfg.inject.mbu > 1) or "convert" in names or not rel or not (out / rel).is_file():
+    activations = cfg.inject.space is Space.ACTIVATIONS
+    if not (ber or activations or cfg.inject.mbu > 1) or "convert" in names or not rel or not (out / rel).is_file():
+        return
+    if activations:  # inject.layers, targets, activation point and mbu against the recorded tensors
+        tensors = read_tensors(HlsProject.load(out / rel).directory)
+        if tensors and "tensors" in tensors:
+            act_sites(tensors["tensors"], cfg.inject, cfg.inject.samples)
         return
     table = HlsProject.load(out / rel).directory / TABLE
     if table.is_file():
@@ -372,15 +381,21 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     out = state.step_dir("inject")
     icfg = cfg.inject
     lib = FaultableLibrary(project)
-    faults = build_fault_list(lib.arrays, icfg, cfg.seed)
     check_inject_samples(cfg, len(state.data.x_test))
     x, y = state.data.x_test[: icfg.samples], state.data.y_test[: icfg.samples]
+    activations = icfg.space is Space.ACTIVATIONS
+    if activations:  # sites: (sample,) tensor, element, bit
+        targets = activation_tensors(lib)
+        faults = build_act_fault_list(targets, icfg, cfg.seed, len(x))
+    else:
+        targets = lib.arrays
+        faults = build_fault_list(targets, icfg, cfg.seed)
     golden = lib.predict(x)
     inputs = campaign_inputs(project, faults, x, cfg.seed)
     cid = campaign_id(inputs)
     write_json(out / "faults.json", {"campaign": cid, "faults": faults_to_json(faults)}, indent=None)
-    layer_of = {row["name"]: row["layer"] for row in lib.arrays}
-    layers = ["+".join(sorted({layer_of[b.array] for b in f})) or "none" for f in faults]
+    layer_of = {row["name"]: row["layer"] for row in targets}
+    layers = ["+".join(sorted({layer_of[b.tensor if activations else b.array] for b in f})) or "none" for f in faults]
     db = CampaignDB(out / "campaign.sqlite")
     try:
         where = os.path.relpath(project.directory, state.out.resolve())  # the run directory may move
@@ -393,10 +408,13 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
                               evaluation=icfg.evaluation.value, stop=stop, engine=icfg.engine.value,
                               scheduler=icfg.scheduler)  # fmt: skip
         rows, stopping = counted_rows(db, cid, stop, len(faults))
-        by_name = {row["name"]: row for row in lib.arrays}
-        groups = [fault_group(f, by_name) for f in faults] if groups_known(lib.arrays) else None
+        by_name = {row["name"]: row for row in targets}
+        groups = [fault_group(f, by_name) for f in faults] if activations or groups_known(lib.arrays) else None
         summary = {"campaign": cid, "inputs": short_inputs(inputs), "fault_model": icfg.model.value,
                    "mbu": icfg.mbu, "samples": len(x), **summarize(rows, groups=groups)}  # fmt: skip
+        summary["space"] = icfg.space.value
+        if activations:
+            summary["activation"] = icfg.activation.value
         if groups is None:
             summary["groups"] = "unknown: the array table predates channel layouts; run the convert step again"
     finally:
@@ -407,7 +425,9 @@ def step_inject(state: RunState, cfg: RunConfig) -> RunState:
     summary["engine"] = {"name": timing.pop("engine"), "scheduler": icfg.scheduler, "workers": workers}
     summary["evaluation"] = timing.pop("evaluation")  # the mode that ran (fast/full) and the share stopped early
     summary["timing"] = timing
-    if icfg.crosscheck:
+    if icfg.crosscheck and activations:
+        summary["crosscheck"] = _crosscheck_activations(state.model, lib, faults, x, y, icfg.crosscheck, cfg.seed)
+    elif icfg.crosscheck:
         summary["crosscheck"] = _crosscheck(state.model, lib, faults, x, y, icfg.crosscheck, cfg.seed)
     record = write_record(out / "summary.json", InjectSummary, summary)
     total = record.total
@@ -424,6 +444,11 @@ def _crosscheck(model, lib, faults, x, y, n: int, seed: int) -> dict:
     candidates = [f for f in faults if mappable(f, rows)]
     picks = np.random.default_rng(seed).permutation(len(candidates))[:n]
     return crosscheck(model, lib, lib.arrays, [candidates[i] for i in sorted(picks)], x, y)
+
+
+def _crosscheck_activations(model, lib, faults, x, y, n: int, seed: int) -> dict:
+    picks = np.random.default_rng(seed).permutation(len(faults))[:n]
+    return crosscheck_activations(model, lib, [faults[i] for i in sorted(picks)], x, y)
 
 
 Step = Callable[[RunState, RunConfig], RunState]

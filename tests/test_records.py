@@ -27,7 +27,8 @@ def _inject_data(groups: object = "groups") -> dict:
     if groups != "groups":
         summary["groups"] = groups
     return {
-        "campaign": "c1", "inputs": {"model": "abc"}, "fault_model": "flip", "mbu": 1, "samples": 10, **summary,
+        "campaign": "c1", "inputs": {"model": "abc"}, "fault_model": "flip", "mbu": 1, "space": "weights",
+        "samples": 10, **summary,
         "golden_accuracy": 0.9, "engine": {"name": "local", "scheduler": None, "workers": 2},
         "evaluation": {"requested": "fast", "mode": "fast", "stopped_early": 3, "stopped_early_share": 0.5},
         "timing": {"evaluated": 6, "seconds": 0.2, "per_fault_ms": 33.3},
@@ -47,6 +48,10 @@ def test_inject_summary_round_trip(tmp_path):
                                 "checked_every": 3, "reason": "stopped"}, "crosscheck": {"checked": 2}}  # fmt: skip
     write_record(path, InjectSummary, stopped)
     assert load_inject_summary(path).stop.of == 9 and load_inject_summary(path).crosscheck == {"checked": 2}
+    datapath = {**data, "space": "activations", "activation": "before"}
+    write_record(path, InjectSummary, datapath)
+    assert json.loads(path.read_text()) == json.loads(json.dumps(datapath))
+    assert load_inject_summary(path).activation.value == "before"
     note = "unknown: the array table predates channel layouts; run the convert step again"
     write_record(path, InjectSummary, _inject_data(note))
     assert load_inject_summary(path).groups == note
