@@ -140,14 +140,19 @@ def build_fault_list(table: list[dict], cfg: InjectConfig, seed: int) -> list[Fa
             faults.append(tuple(b for p in positions for b in site(int(p), FaultKind.FLIP)))
         return faults
     kind = FaultKind(cfg.model.value)
+    return [site(int(p), kind) for p in sampled_positions(population, cfg, rng)]
+
+
+def sampled_positions(population: int, cfg: InjectConfig, rng: np.random.Generator) -> np.ndarray:
+    """The site positions a campaign evaluates, ascending: all (exhaustive), a Leveugle-sized sample (statistical)
+    or ``count`` of them, drawn without replacement."""
     if cfg.sampling is FaultSampling.EXHAUSTIVE:
         n = population
     elif cfg.sampling is FaultSampling.STATISTICAL:
         n = leveugle_sample_size(population, cfg.margin, cfg.confidence, cfg.p)
     else:
         n = min(cfg.count, population)
-    positions = np.arange(population) if n == population else np.sort(rng.choice(population, size=n, replace=False))
-    return [site(int(p), kind) for p in positions]
+    return np.arange(population) if n == population else np.sort(rng.choice(population, size=n, replace=False))
 
 
 def faults_to_json(faults: list[Fault]) -> list[list[dict]]:
@@ -231,15 +236,7 @@ def build_act_fault_list(tensors: list[dict], cfg: InjectConfig, seed: int, n_sa
         s = sample if transient else -1
         return tuple(ActBit(row["name"], element, bit + j, kind, s) for j in range(cfg.mbu))
 
-    if cfg.sampling is FaultSampling.EXHAUSTIVE:
-        n = population
-    elif cfg.sampling is FaultSampling.STATISTICAL:
-        n = leveugle_sample_size(population, cfg.margin, cfg.confidence, cfg.p)
-    else:
-        n = min(cfg.count, population)
-    rng = np.random.default_rng(seed)
-    positions = np.arange(population) if n == population else np.sort(rng.choice(population, size=n, replace=False))
-    return [site(int(p)) for p in positions]
+    return [site(int(p)) for p in sampled_positions(population, cfg, np.random.default_rng(seed))]
 
 
 def tensor_group(row: dict, element: int) -> str:
