@@ -203,8 +203,15 @@ def _row(case: Case, vdir: Path, inject: InjectConfig) -> ComparisonRow:
         **{key: resources.total[key] for key in RESOURCE_KEYS},
         latency_cycles=resources.latency.cycles,
         fits_board=resources.fits,
+        predicted_reduction_pct=_predicted_reduction(vdir),
         **_estimator_columns(resources),
     )
+
+
+def _predicted_reduction(vdir: Path) -> float | None:
+    """The planner's predicted cut of the per-bit critical failure rate (%), for a planned case; else None."""
+    plan = vdir / "harden" / "plan.json"
+    return json.loads(plan.read_text())["predicted_reduction_pct"] if plan.is_file() else None
 
 
 def _rounded(interval: tuple[float, float], digits: int = 4) -> tuple[float, float]:

@@ -68,6 +68,7 @@ class ComparisonRow:
     per_bit_relative_rate: float | None = None
     per_bit_relative_ci95: Interval | None = field(default=None, metadata=OPEN_ENDED)
     per_bit_reduction_pct: float | None = None
+    predicted_reduction_pct: float | None = None  # planned cases: the planner's per_bit_reduction_pct
     fit: float | None = None
     fit_ci95: Interval | None = field(default=None, metadata={"format": ".4g"})
     fits_board: bool | None

@@ -157,7 +157,7 @@ def test_table_shows_both_bases_and_reads_back_as_the_same_rows(tmp_path):
     text = (tmp_path / "table.csv").read_text()
     lo, hi = wilson_interval(40, 200)
     assert f'baseline,baseline,yes,,,,0.9,200,40,0.2,"[{lo:.4f}, {hi:.4f}]",0.1,' in text  # the cells as they were
-    assert ',per_fault,0.15,"[0.0261, 0.8634]",85.0,0.003,"[0.000824, 0.01072]",True,analytic,,,,,\n' in text
+    assert ',per_fault,0.15,"[0.0261, 0.8634]",85.0,,0.003,"[0.000824, 0.01072]",True,analytic,,,,,\n' in text
 
 
 def _rewritten(path, column: str, value: str | None) -> None:

@@ -107,5 +107,7 @@ def test_compare_sweeps_the_planner_over_budgets_and_measures_once(tmp_path):
     assert plans[0]["cost_pct"] <= 15 and plans[1]["cost_pct"] <= 40
     assert plans[1]["predicted_reduction_pct"] >= plans[0]["predicted_reduction_pct"]
     assert plans[0]["measured"] == plans[1]["measured"]
+    assert [r.predicted_reduction_pct for r in rows] == [None, *(p["predicted_reduction_pct"] for p in plans)]
+    assert all(r.per_bit_reduction_pct is not None for r in rows[1:])  # the measured one, beside it
     first, second = (tmp_path / "compare" / r.variant / "harden" / "plan" / "vote" for r in rows[1:])
     assert (second / "time_per_step.json").read_text() == (first / "time_per_step.json").read_text()  # not rerun
