@@ -17,7 +17,13 @@ from flow.steps import run
 
 pytestmark = pytest.mark.slow
 
-PLAN = {"selection": "plan", "budget": 30, "budget_metric": "lut_dsp", "plan_faults": 200}
+PLAN = {
+    "selection": "plan",
+    "budget": 30,
+    "budget_metric": "lut_dsp",
+    "plan_faults": 200,
+    "plan_policies": ["min", "vote"],
+}
 BASE = {"inject": {"model": "flip", "sampling": "count", "count": 60, "samples": 20}, "rank": {"method": "first_order"}}
 
 
@@ -37,7 +43,7 @@ def test_plan_json_names_every_choice_within_the_budget(planned):
     assert plan["choices"], "a 30 % LUT+DSP budget buys some protection on this model"
     measured = plan["measured"]["layers"]
     for choice in plan["choices"]:
-        assert choice["policy"] in ("min", "range", "vote")
+        assert choice["policy"] in ("min", "vote")
         assert choice["channels"] == sorted(set(choice["channels"]))
         assert measured[choice["layer"]]["policies"][choice["policy"]]["effectiveness"] > 0
     assert plan["predicted_reduction_pct"] == pytest.approx(sum(c["predicted_reduction_pct"] for c in plan["choices"]),
@@ -94,7 +100,7 @@ def test_compare_sweeps_the_planner_over_budgets_and_measures_once(tmp_path):
     from flow.compare import Case, cases, compare
     from flow.config import Variant
 
-    cfg = config_from_dict({**TINY, **BASE, "harden": {**PLAN, "plan_faults": 100},
+    cfg = config_from_dict({**TINY, **BASE, "harden": {**PLAN, "plan_faults": 100, "plan_policies": ["vote"]},
                             "compare": {"variants": ["planned"], "budgets": [15, 40]}})  # fmt: skip
     assert cases(cfg) == [Case(Variant.BASELINE), Case(Variant.PLANNED, harden_budget=15),
                           Case(Variant.PLANNED, harden_budget=40)]  # fmt: skip
