@@ -18,6 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
+from flow.compare import fault_sites as compare_fault_sites
 from flow.config import (
     CostMetric,
     FaultSampling,
@@ -28,13 +29,11 @@ from flow.config import (
     config_to_dict,
 )
 from flow.errors import FlowError
-from flow.faultlist import fault_sites
-from flow.fi_bridge import read_table
 from flow.harden import copy_of, correction_name, layer_costs, target_layers
-from flow.hls import HlsProject
 from flow.modelio import save_model
 from flow.plan import LayerOption, Plan, plan_protection
-from flow.rundir import read_json, write_json, write_text_atomic
+from flow.records import load_inject_summary, load_resources
+from flow.rundir import write_json, write_text_atomic
 from flow.state import RunState, read_manifest
 
 FULL_MODES = {Policy.MIN: HardenMode.FULL_DMR, Policy.RANGE: HardenMode.FULL_DMR, Policy.VOTE: HardenMode.FULL_TMR}
@@ -101,27 +100,30 @@ def _seed(state: RunState, manifest: dict, vdir: Path) -> None:
 def _figures(vdir: Path, cfg: RunConfig) -> dict:
     """Critical failures per unit of per-bit upset rate of each weight layer (its copies and correction folded
     in) and each layer's LUT+DSP (copies and correction folded in) of one measurement run."""
-    summary = read_json(vdir / "inject" / "summary.json")
-    resources = read_json(vdir / "estimate" / "resources.json")
-    project = HlsProject.load(vdir / read_manifest(vdir)["project"])
-    sites = fault_sites(read_table(project.directory), cfg.inject)
-    n = summary["total"]["n_faults"]
+    summary = load_inject_summary(vdir / "inject" / "summary.json")
+    resources = load_resources(vdir / "estimate" / "resources.json")
+    if resources.layers is None:
+        raise FlowError(f"{vdir / 'estimate' / 'resources.json'}: no per-layer estimate; the planner needs "
+                        "estimate.method analytic or yosys")  # fmt: skip
+    sites = compare_fault_sites(vdir, cfg.inject)
+    n = summary.total.n_faults
     rate: dict[str, float] = {}
-    for name, block in summary["layers"].items():
+    for name, block in summary.layers.items():
         layer = _owner(name)
-        rate[layer] = rate.get(layer, 0.0) + block["critical"]["count"] / n * sites
+        rate[layer] = rate.get(layer, 0.0) + block.critical.count / n * sites
     lut_dsp: dict[str, float] = {}
-    for entry in resources["layers"]:
+    for entry in resources.layers:
         layer = _owner(entry["name"])
         lut_dsp[layer] = lut_dsp.get(layer, 0.0) + entry["LUT"] + entry["DSP"]
-    total = resources["total"]["LUT"] + resources["total"]["DSP"]
+    total = resources.total["LUT"] + resources.total["DSP"]
     return {"rate": rate, "lut_dsp": lut_dsp, "lut_dsp_total": total, "faults": n, "sites": sites}
 
 
 def _owner(name: str) -> str:
     """The weight layer an array's or estimate's layer belongs to: a copy or correction layer's hardened layer."""
-    if name.endswith("_correction") and correction_name(name[: -len("_correction")]) == name:
-        return name[: -len("_correction")]
+    layer = name.removesuffix("_correction")
+    if layer != name and correction_name(layer) == name:
+        return layer
     return copy_of(name) or name
 
 
