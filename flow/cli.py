@@ -15,7 +15,16 @@ from pathlib import Path
 
 import yaml
 
-from flow.compare_table import COLUMNS, ComparisonRow, cell
+from flow.compare_table import (
+    COLUMNS,
+    ComparisonRow,
+    FaultModelRow,
+    cell,
+    critical_text,
+    fault_model_matrix,
+    mean_cost,
+    read_table,
+)
 from flow.config import RunConfig, config_from_dict, config_to_dict, load_config
 from flow.config_reference import reference
 from flow.errors import FlowError, VerificationError
@@ -228,6 +237,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for line in _compare_table(rows):
         print("  " + line)
     print(f"  tables: {out / 'compare' / 'table.csv'}, {out / 'compare' / 'table.md'} ({len(COLUMNS)} columns)")
+    if cfg.compare.fault_models:
+        path = out / "compare" / "faultmodels.csv"
+        print("  critical-SDC rate per fault [95 % CI] per fault model (compare.fault_models):")
+        for line in _fault_model_lines(read_table(path, FaultModelRow)):
+            print("  " + line)
+        print(f"  fault models: {path}, {path.with_suffix('.md')}")
     failed = unverified(rows)
     if failed:
         print(f"error: {len(failed)} variant(s) failed verification ({', '.join(failed)}): their rates describe a "
@@ -257,6 +272,18 @@ def _compare_table(rows: list[ComparisonRow]) -> list[str]:
     lines = [head, *map(cells, rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+            for line in lines]  # fmt: skip
+
+
+def _fault_model_lines(rows: list[FaultModelRow]) -> list[str]:
+    """Variant x fault model: the critical rate per fault with its interval; last, each fault model's ms per fault
+    (the mean over the cases)."""
+    names, matrix = fault_model_matrix(rows)
+    lines = [("variant", *names)]
+    lines += [(variant, *(critical_text(by_name.get(name)) for name in names)) for variant, by_name in matrix.items()]
+    lines.append(("ms per fault", *(mean_cost(rows, name) for name in names)))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(names) + 1)]
+    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
             for line in lines]  # fmt: skip
 
 

@@ -3,17 +3,20 @@ model (baseline, selective hardening and selective TMR at several ratios or budg
 pruned+hardened), and one table of accuracy, critical-SDC rate, LUT/FF/DSP/BRAM, latency and overheads vs the baseline
 (``<out>/compare/table.csv`` and ``table.md``). Rates on two bases: per injected fault, and per bit (the critical
 failure rate at one per-bit upset rate: fault sites x critical rate per fault, relative to the baseline, and in FIT);
-compare.basis picks the one the plots and the goal check use."""
+compare.basis picks the one the plots and the goal check use. compare.fault_models: every case under more fault
+models, each a campaign on the case's converted project (``<case>/faultmodels/<name>/inject/``), in
+``<out>/compare/faultmodels.csv`` and ``.md``."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from flow.compare_table import ComparisonRow, write_tables
+from flow.compare_table import ComparisonRow, FaultModelRow, write_tables
 from flow.config import (
     CompareConfig,
     FaultModel,
@@ -28,7 +31,7 @@ from flow.config import (
     config_to_dict,
 )
 from flow.errors import FlowError
-from flow.faultlist import GROUPS, act_sites
+from flow.faultlist import GROUPS, NoTargets, act_sites
 from flow.faultlist import fault_sites as sites
 from flow.fi_bridge import read_table, read_tensors
 from flow.freshness import is_current
@@ -38,9 +41,10 @@ from flow.hls import HlsProject
 from flow.modelio import load_model
 from flow.records import Outcomes, Resources, load_inject_summary, load_resources
 from flow.rundir import write_text_atomic
+from flow.schema import to_plain
 from flow.state import RunState, read_manifest
 from flow.stats import ratio_interval, wilson_interval
-from flow.steps import check_inject_samples, run
+from flow.steps import check_inject_samples, run, step_inject
 
 HARDENING = {
     Variant.SELECTIVE_MIN: (HardenMode.SELECTIVE, Policy.MIN),
@@ -129,7 +133,7 @@ def compare(cfg: RunConfig, out: Path) -> list[ComparisonRow]:
         run(cfg, out, base_steps)
     manifest = read_manifest(out)
     base = {"model": manifest["lineage"][-1]["key"], "ranking": manifest["keys"]["ranking"]}
-    rows, measured = [], None
+    rows, fm_rows, measured = [], [], None
     for case in cases(cfg):
         vdir = out / "compare" / case.label
         vcfg, steps = case_config(cfg, case)
@@ -144,16 +148,91 @@ def compare(cfg: RunConfig, out: Path) -> list[ComparisonRow]:
         if case.variant is Variant.PLANNED:
             measured = vdir / "harden" / "plan"
         rows.append(_row(case, vdir, cfg.inject))
+        fm_rows += [fault_model_row(case.label, name, vcfg, vdir, inject, fingerprint)
+                    for name, inject in cfg.fault_model_injects().items()]  # fmt: skip
     rows = add_failure_rates(add_overheads(rows), cfg.compare, _ber(cfg.inject))
     write_tables(rows, out / "compare")
+    write_fault_models(fm_rows, cfg, out / "compare")
     return rows
+
+
+FAULT_MODELS = "faultmodels"  # <case>/faultmodels/<name>/ and compare/faultmodels.csv, .md
+
+
+def fault_model_campaign(vcfg: RunConfig, vdir: Path, name: str, inject: InjectConfig, case_key: str) -> Path:
+    """The inject directory of one fault model's campaign on a built case: the case's own when the fault model is
+    inject.*, else ``<case>/faultmodels/<name>/inject/``, the inject step run on the case's converted project
+    (nothing converted again; resumed like inject) unless made from this case and fault model already."""
+    if inject == vcfg.inject:
+        return vdir / "inject"
+    fdir = vdir / FAULT_MODELS / name
+    made_from = json.dumps({"case": hashlib.sha256(case_key.encode()).hexdigest()[:20], "inject": to_plain(inject)},
+                           sort_keys=True)  # fmt: skip
+    done = fdir / "fault_model.json"
+    if not (done.is_file() and done.read_text() == made_from):
+        manifest = read_manifest(vdir)
+        model, project = load_model(vdir / manifest["model"]), HlsProject.load(vdir / manifest["project"])
+        step_inject(RunState(out=fdir, model=model, project=project), dataclasses.replace(vcfg, inject=inject))
+        write_text_atomic(done, made_from)
+    return fdir / "inject"
+
+
+def fault_model_row(label: str, name: str, vcfg: RunConfig, vdir: Path, inject: InjectConfig, case_key: str
+                    ) -> FaultModelRow:  # fmt: skip
+    """One built case under one fault model: its campaign (``fault_model_campaign``) and its fault sites; a row
+    of no faults when the fault model selects nothing in the case."""
+    described = {"variant": label, "fault_model": name, "space": inject.space, "model": inject.model,
+                 "activation": inject.activation if inject.space is Space.ACTIVATIONS else None, "mbu": inject.mbu,
+                 "targets": "+".join(t.value for t in inject.targets)}  # fmt: skip
+    try:
+        sites = fault_sites(vdir, inject)
+        summary = load_inject_summary(fault_model_campaign(vcfg, vdir, name, inject, case_key) / "summary.json")
+    except NoTargets:
+        return FaultModelRow(**described, faults=0, fault_sites=0, critical_count=0)
+    except FlowError as exc:  # e.g. an inject.mbu wider than a word of this case
+        raise FlowError(f"compare.fault_models {name} on case {label}: {exc}") from None
+    total = summary.total
+    return FaultModelRow(
+        **described,
+        faults=total.n_faults,
+        fault_sites=sites,
+        critical_count=total.critical.count,
+        critical_rate=round(total.critical.rate, 5),
+        critical_ci95=_rounded(total.critical.ci95),
+        sdc_rate=round(total.sdc.rate, 5),
+        mean_accuracy_under_fault=None if total.mean_accuracy is None else round(total.mean_accuracy, 5),
+        per_fault_ms=round(summary.timing.per_fault_ms, 3),
+    )
+
+
+def write_fault_models(rows: list[FaultModelRow], cfg: RunConfig, directory: Path) -> None:
+    """``faultmodels.csv`` and ``.md`` with the per-bit rate of each row relative to the baseline under the same
+    fault model (the first case's row of it); without compare.fault_models, none (an older one removed)."""
+    if not rows:
+        for suffix in (".csv", ".md"):
+            (directory / f"{FAULT_MODELS}{suffix}").unlink(missing_ok=True)
+        return
+    injects = cfg.fault_model_injects()
+    base = {}
+    for row in rows:
+        base.setdefault(row.fault_model, row)
+    result = []
+    for row in rows:
+        reference = base[row.fault_model]
+        if not (row.faults and reference.faults):  # no site of this fault model in the case or in the baseline
+            result.append(row)
+            continue
+        ratio, lo, hi = relative_rate(row, reference, _ber(injects[row.fault_model]))
+        result.append(dataclasses.replace(row, per_bit_relative_rate=None if ratio is None else round(ratio, 5),
+                                          per_bit_relative_ci95=_rounded((lo, hi))))  # fmt: skip
+    write_tables(result, directory, FAULT_MODELS)
 
 
 def _case_dict(cfg: RunConfig) -> dict:
     """The config a case's fingerprint holds: not the presentation keys (compare.basis, fit_per_mbit), so that
-    changing them only rewrites the tables."""
+    changing them only rewrites the tables, nor compare.fault_models (their campaigns have their own keys)."""
     data = config_to_dict(cfg)
-    data["compare"] = {k: v for k, v in data["compare"].items() if k not in ("basis", "fit_per_mbit")}
+    data["compare"] = {k: v for k, v in data["compare"].items() if k not in ("basis", "fit_per_mbit", "fault_models")}
     return data
 
 
@@ -303,7 +382,7 @@ def _ber(inject: InjectConfig) -> float | None:
 MBIT = 1e6  # bits in the Mbit of compare.fit_per_mbit
 
 
-def exposure(row: ComparisonRow, ber: float | None) -> float:
+def exposure(row: ComparisonRow | FaultModelRow, ber: float | None) -> float:
     """Upsets per unit of per-bit upset rate a campaign unit stands for: a single fault is one of the variant's
     fault sites, so exposure = sites; a ber trial flips every bit with probability BER, so exposure = 1/BER (its
     critical rate P ~ sites x BER x p while sites x BER is small: P / BER ~ sites x p)."""
@@ -320,9 +399,7 @@ def add_failure_rates(rows: list[ComparisonRow], cfg: CompareConfig, ber: float 
     result = []
     for row in rows:
         k, n, e = row.critical_count, row.faults, exposure(row, ber)
-        ratio, lo, hi = ratio_interval(k, n, base.critical_count, base.faults, e / exposure(base, ber))
-        if row is base and ratio is not None:
-            lo = hi = 1.0
+        ratio, lo, hi = relative_rate(row, base, ber)
         fit_lo, fit_hi = wilson_interval(k, n)
         result.append(dataclasses.replace(
             row, basis=cfg.basis,
@@ -333,6 +410,14 @@ def add_failure_rates(rows: list[ComparisonRow], cfg: CompareConfig, ber: float 
             fit_ci95=(_significant(fit_per_bit * e * fit_lo), _significant(fit_per_bit * e * fit_hi)),
         ))  # fmt: skip
     return result
+
+
+def relative_rate(row: ComparisonRow | FaultModelRow, base: ComparisonRow | FaultModelRow, ber: float | None
+                  ) -> tuple[float | None, float, float]:  # fmt: skip
+    """r = e_v p_v / (e_b p_b) with its 95 % interval (``stats.ratio_interval``); the baseline itself 1, [1, 1]."""
+    scale = exposure(row, ber) / exposure(base, ber)
+    ratio, lo, hi = ratio_interval(row.critical_count, row.faults, base.critical_count, base.faults, scale)
+    return (ratio, 1.0, 1.0) if row is base and ratio is not None else (ratio, lo, hi)
 
 
 def _significant(value: float, digits: int = 4) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from flow.errors import FlowError
-from flow.schema import IDENTIFIER, build, identifier, rng, to_plain
+from flow.schema import ABSENT, IDENTIFIER, build, identifier, rng, to_plain
 
 
 class DataName(enum.StrEnum):
@@ -416,6 +417,25 @@ class Variant(enum.StrEnum):
     PLANNED = "planned"
 
 
+@dataclass(frozen=True)
+class FaultModelConfig:
+    """One fault model of compare.fault_models: the inject keys that define what a fault is, each null = the run's
+    inject.* (sampling, count, samples, seed and the engine are always inject.*'s)."""
+
+    name: str = field(metadata=identifier())  # its column in the tables and its directory <case>/faultmodels/<name>
+    model: FaultModel | None = field(default=None, metadata=ABSENT)  # null = inject.model
+    space: Space | None = field(default=None, metadata=ABSENT)  # null = inject.space
+    activation: ActivationPoint | None = field(default=None, metadata=ABSENT)  # null = inject.activation
+    ber: float | None = field(default=None, metadata={**ABSENT, **rng(0, 1, min_exclusive=True)})  # null = inject.ber
+    mbu: int | None = field(default=None, metadata={**ABSENT, **rng(1, 64)})  # null = inject.mbu
+    targets: tuple[Target, ...] | None = field(default=None, metadata=ABSENT)  # null = inject.targets
+
+    def inject_config(self, inject: InjectConfig) -> InjectConfig:
+        """inject.* with this fault model's keys; InjectConfig's own checks apply (ber with activations, ...)."""
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "name"}
+        return dataclasses.replace(inject, **{k: v for k, v in given.items() if v is not None})
+
+
 class Basis(enum.StrEnum):
     PER_FAULT = "per_fault"  # critical rate per injected fault: every variant gets the same number of faults
     PER_BIT = "per_bit"  # critical failure rate at one per-bit upset rate: fault sites x critical rate per fault
@@ -439,8 +459,15 @@ class CompareConfig:
     # of configuration memory of 28 nm (7 series) FPGAs at New York City sea level in AMD/Xilinx UG116 "Device
     # Reliability Report" (16 nm UltraScale+ is lower, block RAM higher); take your family's figure from UG116
     fit_per_mbit: float = field(default=100.0, metadata=rng(0, None, min_exclusive=True))
+    # more fault models, each a campaign on every case's converted project beside inject.*'s (the main table):
+    # compare/faultmodels.csv, a row per case and fault model; empty = inject.* alone
+    fault_models: tuple[FaultModelConfig, ...] = ()
 
     def __post_init__(self) -> None:
+        names = [fm.name for fm in self.fault_models]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise FlowError(f"fault_models: name {twice[0]!r} given twice; allowed: distinct names")
         for key, values, top in (("ratios", self.ratios, 1.0), ("prune_ratios", self.prune_ratios, None)):
             bad = [v for v in values if not (0 < v <= 1 if top else 0 < v < 1)]
             if bad:
@@ -520,6 +547,15 @@ class RunConfig:
             raise FlowError(
                 "data.path: required when data.name is 'npz' (a file with x_train, y_train, x_test, y_test)"
             )
+        for i, fm in enumerate(self.compare.fault_models):
+            try:
+                fm.inject_config(self.inject)
+            except FlowError as exc:
+                raise FlowError(f"compare.fault_models[{i}] ({fm.name}): {exc}") from None
+
+    def fault_model_injects(self) -> dict[str, InjectConfig]:
+        """compare.fault_models by name, each as the InjectConfig of its campaigns."""
+        return {fm.name: fm.inject_config(self.inject) for fm in self.compare.fault_models}
 
 
 def config_from_dict(data: dict, source: str = "config") -> RunConfig:

@@ -231,6 +231,8 @@ def _section(cls: type, prefix: str, comments: dict[str, dict[str, str]]) -> tup
             continue
         if typing.get_origin(bare) is dict and _is_dataclass_type(_args(bare)[1]):
             nested.append((f"{prefix}{f.name}.<name>", _args(bare)[1]))
+        if typing.get_origin(bare) is tuple and _is_dataclass_type(_args(bare)[0]):
+            nested.append((f"{prefix}{f.name}[]", _args(bare)[0]))
         key = f"{prefix}{f.name}"
         meaning = "; ".join(t for t in (notes.get(f.name, ""), NOTES.get(key, "")) if t)
         values = _enum_values(tp, comments)
@@ -246,7 +248,7 @@ def _render(title: str, prefix: str, cls: type, comments: dict[str, dict[str, st
     """The section of ``cls`` followed by those of the dataclasses nested in it."""
     rows, nested = _section(cls, prefix, comments)
     out = [f"## {title}", ""]
-    doc = (cls.__doc__ or "").strip()
+    doc = inspect.cleandoc(cls.__doc__ or "")
     if doc and not doc.startswith(f"{cls.__name__}("):  # dataclasses' generated signature is no doc
         out += [doc, ""]
     out += ["| key | type | default | meaning |", "| --- | --- | --- | --- |", *rows, ""]

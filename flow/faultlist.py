@@ -45,6 +45,11 @@ class ActBit:
 Fault = tuple[BitFault, ...] | tuple[ActBit, ...]  # the bit faults present together during one evaluation
 
 
+class NoTargets(FlowError):
+    """inject.targets (and inject.layers) select no array or tensor of this project (e.g. copies of a model that
+    has none)."""
+
+
 def target_arrays(table: list[dict], cfg: InjectConfig) -> list[dict]:
     """Rows of the array table selected by ``cfg.layers`` and ``cfg.targets``."""
     layers = sorted({row["layer"] for row in table})
@@ -56,7 +61,7 @@ def target_arrays(table: list[dict], cfg: InjectConfig) -> list[dict]:
     kinds = {t.value for t in cfg.targets}
     rows = [r for r in table if _selected(r, kinds) and (cfg.layers is None or r["layer"] in cfg.layers)]
     if not rows:
-        raise FlowError(f"inject: no weight array matches targets {sorted(kinds)} in layers {cfg.layers or 'all'}")
+        raise NoTargets(f"inject: no weight array matches targets {sorted(kinds)} in layers {cfg.layers or 'all'}")
     return rows
 
 
@@ -194,7 +199,7 @@ def target_tensors(tensors: list[dict], cfg: InjectConfig) -> list[dict]:
         and (cfg.layers is None or r["layer"] in cfg.layers or r.get("of") in cfg.layers)
     ]  # fmt: skip
     if not rows:
-        raise FlowError(
+        raise NoTargets(
             f"inject: no output tensor matches targets {sorted(t.value for t in cfg.targets)} at activation "
             f"'{point}' in layers {cfg.layers or 'all'}"
         )

@@ -11,7 +11,17 @@ from pathlib import Path
 import yaml
 
 from flow import report_plots
-from flow.compare_table import BASIS_LABELS, ComparisonRow, basis_of, cells, read_table
+from flow.compare_table import (
+    BASIS_LABELS,
+    ComparisonRow,
+    FaultModelRow,
+    basis_of,
+    cells,
+    critical_text,
+    fault_model_matrix,
+    mean_cost,
+    read_table,
+)
 from flow.errors import FlowError
 from flow.hardware.estimate import RESOURCE_KEYS
 from flow.outdir import usable_out_dir
@@ -116,8 +126,32 @@ def _sections(out: Path) -> list[str]:
         parts.append(_table(texts, ESTIMATOR_COLUMNS, caption))
     else:
         parts.append(_missing("comparison table", compare_hint))
+    parts += _fault_models(out)
     parts += _run_tables(out)
     return parts
+
+
+def _fault_models(out: Path) -> list[str]:
+    """Critical rate per variant and fault model (compare/faultmodels.csv), when compare.fault_models made it."""
+    path = out / "compare" / "faultmodels.csv"
+    if not path.is_file():
+        return []
+    rows = read_table(path, FaultModelRow)
+    names, matrix = fault_model_matrix(rows)
+    hint = "no variant has sites of these fault models"
+    texts = [{"variant": v, **{n: critical_text(by_name.get(n)) for n in names}} for v, by_name in matrix.items()]
+    models = {row.fault_model: row for row in rows}
+    described = [{"fault_model": n, "space": models[n].space, "model": models[n].model,
+                  "activation": models[n].activation or "", "mbu": models[n].mbu, "targets": models[n].targets,
+                  "ms per fault": mean_cost(rows, n)} for n in names]  # fmt: skip
+    caption = ("critical-SDC rate per fault [95 % Wilson interval] of each variant under each fault model (compare/"
+               "faultmodels.csv: per-bit rates vs the baseline too); n/a: no site of it in the variant")  # fmt: skip
+    return [
+        "<h2>Critical rate per fault model</h2>",
+        _figure(report_plots.fault_model_bars(rows), "critical rate per fault model", "fault-model rates", hint),
+        _table(texts, ["variant", *names], caption),
+        _table(described, list(described[0]), "the fault models (compare.fault_models; the rest is inject.*)"),
+    ]
 
 
 def _run_tables(out: Path) -> list[str]:

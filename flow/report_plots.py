@@ -7,7 +7,15 @@ import io
 import numpy as np
 
 from flow.compare import FULLY_HARDENED, SWEPT_BY_BUDGET, SWEPT_BY_HARDEN_RATIO, SWEPT_BY_PRUNE_RATIO
-from flow.compare_table import BASIS_LABELS, ComparisonRow, basis_of, rate, rate_interval
+from flow.compare_table import (
+    BASIS_LABELS,
+    ComparisonRow,
+    FaultModelRow,
+    basis_of,
+    fault_model_matrix,
+    rate,
+    rate_interval,
+)
 from flow.config import Variant
 from flow.hardware.estimate import RESOURCE_KEYS
 from flow.rank_report import plot_ranking
@@ -153,5 +161,29 @@ def accuracy_vs_pruning(rows: list[ComparisonRow]) -> bytes | None:
     ax.axhline(rows[0].fault_free_accuracy, linestyle="--", color="grey", label="baseline")
     ax.set_xlabel("pruning ratio (fraction of filters/neurons removed per layer)")
     ax.set_ylabel("test accuracy (no fault)")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def fault_model_bars(rows: list[FaultModelRow]) -> bytes | None:
+    """Grouped bars: per fault model (a group), each variant's critical rate per fault with its 95 % interval as
+    error bars; a variant without sites of a fault model has no bar there."""
+    if not rows:
+        return None
+    names, matrix = fault_model_matrix(rows)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(names) * max(1, len(matrix)) / 2), 4))
+    width = 0.8 / len(matrix)
+    x = np.arange(len(names))
+    for i, (variant, by_name) in enumerate(matrix.items()):
+        found = [(j, by_name[n]) for j, n in enumerate(names) if n in by_name and by_name[n].critical_rate is not None]
+        if not found:
+            continue
+        rates = np.array([r.critical_rate for _, r in found])
+        lo, hi = (np.array([r.critical_ci95[k] for _, r in found]) for k in (0, 1))
+        offsets = x[[j for j, _ in found]] + (i - len(matrix) / 2 + 0.5) * width
+        ax.bar(offsets, rates, width, yerr=[rates - lo, hi - rates], capsize=2, label=variant)
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("critical-SDC rate per fault\n(95 % Wilson interval)")
     ax.legend(fontsize=8)
     return _png(fig)
