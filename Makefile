@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "from flow.hardware.rtl_trace import warm_up; warm_up()"
 	touch $(STAMP)
 
-# train, rank, harden; verify (bit-exact, exit 1 if not), fault-inject and estimate baseline, selective TMR and
-# full TMR; print the comparison and write runs/demo/report/index.html (65 s on 2 idle cores, measured)
+# train, rank, harden; verify (bit-exact, exit 1 if not), fault-inject and estimate baseline, selective TMR, the
+# planner and full TMR; print the comparison and write runs/demo/report/index.html (84 s on 2 idle cores, measured)
 demo: $(STAMP)
-	@echo "make demo: examples/demo.yaml -> runs/demo (train, rank, harden, then verify, inject, estimate 3 variants)"
+	@echo "make demo: examples/demo.yaml -> runs/demo (train, rank, harden, then verify, inject, estimate 4 variants)"
 	$(BIN)/ftflow compare examples/demo.yaml --out runs/demo
 	$(BIN)/ftflow report runs/demo
 
