@@ -269,10 +269,7 @@ def _compare_table(rows: list[ComparisonRow]) -> list[str]:
 
     head = ("variant", "verified", "accuracy", "critical-SDC [95 % CI]", "reduction/fault", "rate/bit", "LUT",
             "LUT ovh", "DSP", "DSP ovh", "latency")  # fmt: skip
-    lines = [head, *map(cells, rows)]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    return ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
-            for line in lines]  # fmt: skip
+    return _aligned([head, *map(cells, rows)], left=2)
 
 
 def _fault_model_lines(rows: list[FaultModelRow]) -> list[str]:
@@ -282,8 +279,14 @@ def _fault_model_lines(rows: list[FaultModelRow]) -> list[str]:
     lines = [("variant", *names)]
     lines += [(variant, *(critical_text(by_name.get(name)) for name in names)) for variant, by_name in matrix.items()]
     lines.append(("ms per fault", *(mean_cost(rows, name) for name in names)))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(names) + 1)]
-    return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
+    return _aligned(lines, left=1)
+
+
+def _aligned(lines: list[tuple[str, ...]], left: int) -> list[str]:
+    """Rows of cells in columns as wide as their widest cell: the first ``left`` columns flush left, the rest
+    flush right."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True)))
             for line in lines]  # fmt: skip
 
 

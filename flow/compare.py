@@ -133,7 +133,7 @@ def compare(cfg: RunConfig, out: Path) -> list[ComparisonRow]:
         run(cfg, out, base_steps)
     manifest = read_manifest(out)
     base = {"model": manifest["lineage"][-1]["key"], "ranking": manifest["keys"]["ranking"]}
-    rows, fm_rows, measured = [], [], None
+    rows, fm_rows, measured, injects = [], [], None, cfg.fault_model_injects()
     for case in cases(cfg):
         vdir = out / "compare" / case.label
         vcfg, steps = case_config(cfg, case)
@@ -149,10 +149,10 @@ def compare(cfg: RunConfig, out: Path) -> list[ComparisonRow]:
             measured = vdir / "harden" / "plan"
         rows.append(_row(case, vdir, cfg.inject))
         fm_rows += [fault_model_row(case.label, name, vcfg, vdir, inject, fingerprint)
-                    for name, inject in cfg.fault_model_injects().items()]  # fmt: skip
+                    for name, inject in injects.items()]  # fmt: skip
     rows = add_failure_rates(add_overheads(rows), cfg.compare, _ber(cfg.inject))
     write_tables(rows, out / "compare")
-    write_fault_models(fm_rows, cfg, out / "compare")
+    write_fault_models(fm_rows, injects, out / "compare")
     return rows
 
 
@@ -205,14 +205,13 @@ def fault_model_row(label: str, name: str, vcfg: RunConfig, vdir: Path, inject: 
     )
 
 
-def write_fault_models(rows: list[FaultModelRow], cfg: RunConfig, directory: Path) -> None:
+def write_fault_models(rows: list[FaultModelRow], injects: dict[str, InjectConfig], directory: Path) -> None:
     """``faultmodels.csv`` and ``.md`` with the per-bit rate of each row relative to the baseline under the same
     fault model (the first case's row of it); without compare.fault_models, none (an older one removed)."""
     if not rows:
         for suffix in (".csv", ".md"):
             (directory / f"{FAULT_MODELS}{suffix}").unlink(missing_ok=True)
         return
-    injects = cfg.fault_model_injects()
     base = {}
     for row in rows:
         base.setdefault(row.fault_model, row)

@@ -85,7 +85,7 @@ class ComparisonRow:
 class FaultModelRow:
     """One case under one fault model of compare.fault_models (``faultmodels.csv``): its campaign's critical rate
     per fault, the fault sites of that fault model, the per-bit critical failure rate relative to the baseline's
-    under the same fault model, and the cost per fault. Set by flow/compare.py ``fault_model_rows``."""
+    under the same fault model, and the cost per fault. Made by flow/compare.py ``fault_model_row``."""
 
     variant: str  # the case label, as in table.csv
     fault_model: str  # its compare.fault_models name
